@@ -1,0 +1,52 @@
+# vit-course: two commands, each doing its own set-up on a machine with python3 and make
+#   make lab    create .venv if missing, install the course, open JupyterLab on notebooks/
+#   make test   the same set-up plus test extras, then unit tests and nbval over every notebook
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+PYTEST_ARGS ?=
+
+# Offline by default: nothing is downloaded at run time. `make lab HF_HUB_OFFLINE=0` goes online
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= $(HF_HUB_OFFLINE)
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: lab test notebooks learner constraints doctor clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install -c constraints.txt -e ".[test]"
+	touch $@
+
+lab: $(VENV)/.installed
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(ARGS)
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300 $(PYTEST_ARGS)
+
+# Regenerate learner notebooks from the solutions, then re-execute both the way nbval runs them
+notebooks: $(VENV)/.installed-test
+	$(BIN)/python tools/make_learner.py
+	$(BIN)/python tools/execute_notebooks.py notebooks/solutions/*.ipynb notebooks/*.ipynb
+
+doctor: $(VENV)/.installed
+	$(BIN)/vit-course doctor
+
+constraints: $(BIN)/python
+	$(BIN)/python -m pip install -e ".[test]"
+	{ echo "# Exact versions known to work together, used by 'make lab' and 'make test' (pip -c)."; \
+	  echo "# Regenerate with 'make constraints' after changing pyproject.toml."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e'; } > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
+
+clean:
+	rm -rf $(VENV) build *.egg-info

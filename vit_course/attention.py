@@ -1,0 +1,86 @@
+"""Multi-head self-attention (Vaswani et al., 2017, Sec. 3.2; Dosovitskiy et al., 2021, Eq. 2-3).
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d)) V
+
+`scaled_dot_product_attention` is that line, returning the weights too so they can be
+looked at. `MultiHeadSelfAttention` mirrors HF's `ViTAttention` (in transformers >= 5.9:
+`q_proj`, `k_proj`, `v_proj`, `o_proj`): project, split D into heads, attend in each
+head, merge, project back. `fused=True` swaps the teaching path for PyTorch's fused
+`F.scaled_dot_product_attention`, which is faster but returns no weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., Nq, d), (..., Nk, d), (..., Nk, dv) -> out (..., Nq, dv), weights (..., Nq, Nk).
+
+    `mask` is boolean, True where a query may attend to a key, broadcastable to the weights.
+    The weights are returned before dropout.
+    """
+    d = q.shape[-1]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (..., Nq, Nk)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)  # each row sums to 1 over the keys
+    out = F.dropout(weights, p=dropout_p) @ v if dropout_p else weights @ v  # (..., Nq, dv)
+    return out, weights
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Self-attention with `num_heads` heads of size `hidden_size // num_heads`.
+
+    Args:
+        hidden_size: D, the token width.
+        num_heads: h; D must be divisible by h.
+        qkv_bias: whether the query, key and value projections have a bias (HF default True).
+        dropout: dropout on the attention weights, during training only.
+        fused: use `F.scaled_dot_product_attention` when no weights are asked for.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool = True, dropout: float = 0.0, fused: bool = False) -> None:
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(
+                f"hidden_size must be divisible by num_heads: expected a multiple of {num_heads}, got {hidden_size}"
+            )
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.dropout = dropout
+        self.fused = fused
+        self.q_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
+        self.k_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
+        self.v_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
+        self.o_proj = nn.Linear(hidden_size, hidden_size)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, _ = x.shape
+        return x.reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, N, d)
+
+    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, _, N, _ = x.shape
+        return x.transpose(1, 2).reshape(B, N, self.num_heads * self.head_dim)  # (B, N, D)
+
+    def forward(self, x: torch.Tensor, need_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, N, D) -> out (B, N, D), weights (B, h, N, N) or None."""
+        q = self.split_heads(self.q_proj(x))  # (B, h, N, d)
+        k = self.split_heads(self.k_proj(x))  # (B, h, N, d)
+        v = self.split_heads(self.v_proj(x))  # (B, h, N, d)
+        dropout_p = self.dropout if self.training else 0.0
+        if self.fused and not need_weights:
+            out, weights = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p), None
+        else:
+            out, weights = scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)  # (B, h, N, d)
+        return self.o_proj(self.merge_heads(out)), weights

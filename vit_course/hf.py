@@ -1,0 +1,176 @@
+"""Moving weights between `vit_course` and Hugging Face transformers.
+
+HF has named ViT's parameters two ways. Up to transformers 5.8, and in every checkpoint
+file (even one written by a newer `save_pretrained`), a layer is
+`encoder.layer.N.attention.attention.{query,key,value}`, `attention.output.dense`,
+`intermediate.dense`, `output.dense`; from 5.9 the module in memory is
+`layers.N.attention.{q,k,v,o}_proj`, `mlp.fc1`, `mlp.fc2`. A classifier model puts the
+backbone under `vit.`. The table below is the one place these names live: each of our
+names against its two HF spellings. Loading checks every key before it copies anything,
+and a mismatch names the key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .config import ViTConfig
+
+LEGACY, CURRENT = "legacy", "current"
+
+# ours: (transformers <= 5.8 and checkpoint files, transformers >= 5.9 in memory)
+LAYER_NAMES = {
+    "norm1": ("layernorm_before", "layernorm_before"),
+    "attn.q_proj": ("attention.attention.query", "attention.q_proj"),
+    "attn.k_proj": ("attention.attention.key", "attention.k_proj"),
+    "attn.v_proj": ("attention.attention.value", "attention.v_proj"),
+    "attn.o_proj": ("attention.output.dense", "attention.o_proj"),
+    "norm2": ("layernorm_after", "layernorm_after"),
+    "mlp.fc1": ("intermediate.dense", "mlp.fc1"),
+    "mlp.fc2": ("output.dense", "mlp.fc2"),
+}
+LAYER_PREFIX = {LEGACY: "encoder.layer.{}.", CURRENT: "layers.{}."}
+TOP_NAMES = {
+    "cls_token": "embeddings.cls_token",
+    "pos_embed": "embeddings.position_embeddings",
+    "patch_embed.proj": "embeddings.patch_embeddings.projection",
+    "norm": "layernorm",
+}
+HEAD_NAME = ("head", "classifier")  # the classifier sits outside the `vit.` backbone
+POOLER_KEYS = ("pooler.dense.weight", "pooler.dense.bias")  # ViTModel's tanh pooler, unused by the classifier
+
+
+def hf_name(key: str, scheme: str, backbone_prefix: str) -> str:
+    """Our parameter name -> HF's, e.g. `blocks.3.attn.q_proj.weight` ->
+    `vit.encoder.layer.3.attention.attention.query.weight` (legacy, classifier)."""
+    module, _, leaf = key.rpartition(".")
+    if key.startswith("blocks."):
+        _, index, sub = module.split(".", 2)
+        hf_sub = LAYER_NAMES[sub][0 if scheme == LEGACY else 1]
+        return backbone_prefix + LAYER_PREFIX[scheme].format(index) + f"{hf_sub}.{leaf}"
+    if module == HEAD_NAME[0]:
+        return f"{HEAD_NAME[1]}.{leaf}"
+    if key in TOP_NAMES:  # parameters without a module: cls_token, pos_embed
+        return backbone_prefix + TOP_NAMES[key]
+    return backbone_prefix + f"{TOP_NAMES[module]}.{leaf}"
+
+
+def detect_layout(hf_keys) -> tuple[str, str]:
+    """(scheme, backbone prefix) of an HF state dict's keys."""
+    keys = list(hf_keys)
+    prefix = "vit." if any(k.startswith("vit.") for k in keys) else ""
+    scheme = LEGACY if any(".encoder.layer." in "." + k for k in keys) else CURRENT
+    return scheme, prefix
+
+
+def check_state_dict(expected: dict, given: dict, source: str = "state dict") -> None:
+    """Raise a ValueError naming every missing, unexpected or misshaped key."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected)}")
+    for key in expected:
+        if key in given and tuple(given[key].shape) != tuple(expected[key].shape):
+            problems.append(
+                f"key {key} has shape {tuple(given[key].shape)}, expected {tuple(expected[key].shape)}"
+            )
+    if problems:
+        raise ValueError(f"{source} does not fit the model: " + "; ".join(problems))
+
+
+def from_hf_state_dict(hf_state_dict: dict, config: ViTConfig, source: str = "HF state dict") -> dict:
+    """An HF ViT state dict (either naming scheme) -> ours, checked key by key and shape by shape."""
+    from .vit import VisionTransformer
+
+    with torch.device("meta"):
+        expected = VisionTransformer(config).state_dict()  # names and shapes, no memory
+    scheme, prefix = detect_layout(hf_state_dict)
+    given = {k: v for k, v in hf_state_dict.items() if k.removeprefix(prefix) not in POOLER_KEYS}
+    table = {ours: hf_name(ours, scheme, prefix) for ours in expected}  # ours -> HF
+    expected_hf = {table[ours]: expected[ours] for ours in expected}
+    check_state_dict(expected_hf, given, source)
+    return {ours: given[hf] for ours, hf in table.items()}
+
+
+def read_checkpoint(directory: str | Path) -> dict:
+    """The raw tensors of a `save_pretrained` directory, with the names in the file."""
+    directory = Path(directory)
+    single, index = directory / "model.safetensors", directory / "model.safetensors.index.json"
+    legacy = directory / "pytorch_model.bin"
+    if single.exists():
+        from safetensors.torch import load_file
+
+        return load_file(single)
+    if index.exists():
+        from safetensors.torch import load_file
+
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return {k: v for shard in shards for k, v in load_file(directory / shard).items()}
+    if legacy.exists():
+        return torch.load(legacy, map_location="cpu", weights_only=True)
+    raise FileNotFoundError(
+        f"no weights in {directory}: looked for {single.name}, {index.name} and {legacy.name}"
+    )
+
+
+def load_hf(source) -> tuple[ViTConfig, dict]:
+    """(our config, our state dict) from an HF model instance, a `save_pretrained`
+    directory, or a hub id (online only)."""
+    import transformers
+
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.is_dir():
+            hf_config = transformers.ViTConfig.from_pretrained(path)
+            hf_state_dict, name = read_checkpoint(path), str(path)
+        else:
+            return load_hf(Path(_download(str(source))))
+    elif isinstance(source, transformers.PreTrainedModel):
+        if not isinstance(source, (transformers.ViTModel, transformers.ViTForImageClassification)):
+            raise ValueError(
+                f"expected a transformers ViTModel or ViTForImageClassification, got {type(source).__name__}"
+            )
+        hf_config, hf_state_dict, name = source.config, source.state_dict(), type(source).__name__
+    else:
+        raise ValueError(
+            "expected a transformers ViT model, a save_pretrained directory or a hub id, "
+            f"got {type(source).__name__}"
+        )
+    head = hf_state_dict.get("classifier.weight")
+    config = ViTConfig.from_hf(hf_config, num_labels=0 if head is None else head.shape[0])
+    return config, from_hf_state_dict(hf_state_dict, config, source=name)
+
+
+def _download(repo_id: str) -> str:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"])
+    except Exception as error:  # offline, unknown id, no network: say what to do instead
+        raise ValueError(
+            f"{repo_id!r} is not a local directory and could not be fetched from the Hugging Face hub "
+            f"({type(error).__name__}). Offline, pass a directory written by save_pretrained; "
+            "online, unset HF_HUB_OFFLINE (see README)."
+        ) from error
+
+
+def to_hf(model):
+    """An HF model with our model's weights, in HF's in-memory naming, in eval mode."""
+    import transformers
+
+    hf_config = model.config.to_hf()
+    if model.config.num_labels:
+        hf_model = transformers.ViTForImageClassification(hf_config)
+    else:
+        hf_model = transformers.ViTModel(hf_config, add_pooling_layer=False)
+    scheme, prefix = detect_layout(hf_model.state_dict())
+    state_dict = {hf_name(k, scheme, prefix): v for k, v in model.state_dict().items()}
+    check_state_dict(hf_model.state_dict(), state_dict, source="converted state dict")
+    hf_model.load_state_dict(state_dict, strict=True)
+    return hf_model.eval()

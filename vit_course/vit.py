@@ -1,0 +1,129 @@
+"""The Vision Transformer (Dosovitskiy et al., 2021, Sec. 3.1, Eq. 1-4).
+
+    z0 = [x_cls; x_p^1 E; ...; x_p^N E] + E_pos        patch_embed, cls_token, pos_embed
+    z_l = Block(z_{l-1}),  l = 1..L                      blocks
+    y = head(LN(z_L^0))                                   norm, CLS pooling, head
+
+Mirrors HF's `ViTModel` (without its pooler) and `ViTForImageClassification`, which
+applies the classifier to the final-LayerNorm'd CLS token. `forward_features` ->
+`pool` -> `forward_head` are the seams to hook into, as in timm. Weights move to and
+from HF with `from_hf` and `to_hf` (see `vit_course.hf`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .block import TransformerBlock
+from .config import ViTConfig, to_2tuple
+from .patches import PatchEmbedding, check_images
+from . import position
+
+
+class VisionTransformer(nn.Module):
+    """A ViT whose parameters map one to one onto HF's.
+
+    Args:
+        config: the hyperparameters; `config.num_labels == 0` gives a backbone that
+            returns CLS features.
+    """
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.config = config
+        D = config.hidden_size
+        self.patch_embed = PatchEmbedding(config.patch_size, config.num_channels, D)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.pos_embed = position.learned_position_embedding(1 + config.num_patches, D, std=config.initializer_range)
+        self.pos_drop = nn.Dropout(config.hidden_dropout_prob)
+        self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.num_hidden_layers))
+        self.norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
+        self.head = nn.Linear(D, config.num_labels) if config.num_labels else nn.Identity()
+        self.apply(self._init_weights)
+        nn.init.trunc_normal_(self.cls_token, std=config.initializer_range)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # HF's init: truncated normal weights, zero biases, unit LayerNorm
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.trunc_normal_(module.weight, std=self.config.initializer_range)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def embed(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        """(B, C, H, W) -> (B, 1+N, D): patch tokens, CLS first, plus positions."""
+        config = self.config
+        check_images(pixel_values, config.patch_size, config.num_channels)
+        B, _, H, W = pixel_values.shape
+        if not interpolate_pos_encoding and (H, W) != to_2tuple(config.image_size):
+            expected = "x".join(map(str, to_2tuple(config.image_size)))
+            raise ValueError(
+                f"expected images of size {expected}, got {H}x{W}; "
+                "pass interpolate_pos_encoding=True to resize the position embeddings"
+            )
+        x = self.patch_embed(pixel_values)  # (B, N, D)
+        cls = self.cls_token.expand(B, -1, -1)  # (B, 1, D)
+        x = torch.cat([cls, x], dim=1)  # (B, 1+N, D)
+        pos = self.pos_embed
+        if interpolate_pos_encoding:
+            pos = position.interpolate_pos_encoding(pos, H, W, config.patch_size)
+        return self.pos_drop(x + pos)
+
+    def forward_features(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        """(B, C, H, W) -> (B, 1+N, D) after the final LayerNorm (HF's `last_hidden_state`)."""
+        x = self.embed(pixel_values, interpolate_pos_encoding)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, 1+N, D) -> (B, D): the CLS token."""
+        return features[:, 0]
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, 1+N, D) -> logits (B, num_labels), or CLS features (B, D) without a head."""
+        return self.head(self.pool(features))
+
+    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        return self.forward_head(self.forward_features(pixel_values, interpolate_pos_encoding))
+
+    @torch.no_grad()
+    def attention_maps(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> list[torch.Tensor]:
+        """One (B, heads, 1+N, 1+N) tensor per layer, as HF's eager `attentions`."""
+        x = self.embed(pixel_values, interpolate_pos_encoding)
+        maps = []
+        for block in self.blocks:
+            x, weights = block.forward_with_attention(x, need_weights=True)
+            maps.append(weights)
+        return maps
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As `nn.Module.load_state_dict`, but a missing, unexpected or misshaped key is a
+        ValueError that names it."""
+        if strict:
+            from .hf import check_state_dict
+
+            check_state_dict(self.state_dict(), state_dict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @classmethod
+    def from_hf(cls, source) -> "VisionTransformer":
+        """From a transformers `ViTModel`/`ViTForImageClassification`, a `save_pretrained`
+        directory, or (online) a hub id such as "google/vit-base-patch16-224"."""
+        from .hf import load_hf
+
+        config, state_dict = load_hf(source)
+        model = cls(config)
+        model.load_state_dict(state_dict)
+        return model.eval()
+
+    def to_hf(self):
+        """An HF model with the same weights: `ViTForImageClassification` when the model has
+        a head, else `ViTModel` without pooler. In eval mode."""
+        from .hf import to_hf
+
+        return to_hf(self)
+
