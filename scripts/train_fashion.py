@@ -43,6 +43,7 @@ from vit_course.data import (  # noqa: E402
     RandomShiftFlip, fashion_mnist_indices, load_fashion_mnist, make_loader, to_model_input,
 )
 from vit_course.paths import DATA_DIR, atomic_write  # noqa: E402
+from vit_course.train import logits_of  # noqa: E402
 
 OUT_NAMES = {"vit": "vit-tiny-fashion", "cnn": "cnn-fashion"}
 AUGMENTATIONS = {  # on each uint8 training image (1, 28, 28)
@@ -87,11 +88,6 @@ def build_model(kind: str, hp: dict) -> nn.Module:
         num_labels=10, id2label=id2label, label2id={v: k for k, v in id2label.items()},
     )
     return ViTForImageClassification(config)
-
-
-def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    out = model(pixel_values=x) if hasattr(model, "vit") else model(x)
-    return out.logits if hasattr(out, "logits") else out
 
 
 @torch.inference_mode()
