@@ -2,8 +2,12 @@
 
 - `vit`: a tiny Hugging Face `ViTForImageClassification` (28x28, patch 4 -> 49 tokens,
   3 input channels: gray copied, so RGB photos go through its image processor too),
-  written with `save_pretrained` + a `ViTImageProcessor` to `data/models/vit-tiny-fashion/`
-- `cnn`: `vit_course.cnn.SmallCNN`, written to `data/models/cnn-fashion/`
+  written with `save_pretrained` + a `ViTImageProcessor` to `data/models/vit-tiny-fashion/`.
+  It learns from the labels and from the CNN's predictions on the same images (knowledge
+  distillation, Hinton et al. 2015, with a CNN teacher as in DeiT, Touvron et al. 2021);
+  `--distill-alpha 0` trains on the labels alone.
+- `cnn`: `vit_course.cnn.SmallCNN`, written to `data/models/cnn-fashion/`; `--model both`
+  trains it first, then distils the ViT from it.
 
 Data: the official train split minus a fixed, balanced 5k held out
 (`data/fashion_mnist/heldout.npz`) for model selection: 55k images to train on. The
@@ -32,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -55,13 +61,18 @@ CHANNELS = {"vit": 3, "cnn": 1}
 
 DEFAULTS = {
     # ViT: with 2 px random shifts, lr 1e-3, a 15-epoch run had 86% held-out after 10 epochs; in
-    # 1-epoch screens, h-flip only beat shift+flip (80% vs 71%) and lr 2e-3 beat 1e-3 and 3e-3;
-    # the shipped model (hidden 96, 15 epochs) gave 88.9% on the official test split; a wider
-    # or longer run (hidden 128, 20 epochs: about an hour on one thread) is the next thing to try
-    "vit": dict(epochs=15, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=1.0, augment="flip",
+    # 1-epoch screens, h-flip only beat shift+flip (80% vs 71%) and lr 2e-3 beat 1e-3 and 3e-3.
+    # Full runs, held-out 5k / official test (the test split was read only after each run):
+    # - hidden 96, 15 epochs, labels only: 90.0% / 88.9%
+    # - hidden 128, 20 epochs, labels only: 90.1% / 89.2%
+    # - hidden 128, 20 epochs, distilled from the CNN (alpha 0.5, T 2): 90.9% / 89.6%
+    # Width did little, distillation helped and the held-out accuracy still rose late in each run,
+    # so the shipped recipe goes back to hidden 96 (faster) and trains longer, distilled:
+    # - hidden 96, 36 epochs, distilled: 92.6% / 91.65% (59 min on 2 threads), the shipped model
+    "vit": dict(epochs=36, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=1.0, augment="flip",
                 label_smoothing=0.1, hidden_size=96, num_layers=6, num_heads=4, mlp_ratio=2,
-                patch_size=4),
-    # CNN: 3 epochs (about 2 min each on one thread) already beat the ViT's 15
+                patch_size=4, distill_alpha=0.5, distill_temperature=2.0),
+    # CNN: 3 epochs (about 2 min each on one thread): 92.7% / 91.6%
     "cnn": dict(epochs=3, batch_size=128, lr=2e-3, weight_decay=0.01, warmup_epochs=1.0, augment="shift_flip",
                 label_smoothing=0.1),
 }
@@ -106,6 +117,46 @@ def accuracy(model, images, labels, channels) -> tuple[float, int]:
     return correct / len(labels), correct
 
 
+class TeacherTargets(Dataset):
+    """Training images, each h-flipped with probability `flip_p`, with its label and the
+    teacher's logits for exactly that view (precomputed for both views: `(2, N, 10)`)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor,
+                 flip_p: float, channels: int):
+        self.images, self.labels, self.teacher = images, labels, teacher_logits
+        self.flip_p, self.channels = flip_p, channels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        flip = bool(torch.rand(()) < self.flip_p)
+        image = self.images[i].flip(-1) if flip else self.images[i]  # (28, 28) uint8
+        x = to_model_input(image, FASHION_MNIST_MEAN, FASHION_MNIST_STD, self.channels)
+        return x, int(self.labels[i]), self.teacher[int(flip), i]
+
+
+@torch.inference_mode()
+def teacher_logits(teacher: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """The CNN teacher's logits for every uint8 image `(N, 28, 28)` and its mirror: `(2, N, 10)`."""
+    teacher.eval()
+    views = []
+    for view in (images, images.flip(-1)):
+        views.append(torch.cat([
+            logits_of(teacher, to_model_input(view[s:s + batch_size], FASHION_MNIST_MEAN, FASHION_MNIST_STD, 1))
+            for s in range(0, len(view), batch_size)]))
+    return torch.stack(views)
+
+
+def distillation_loss(logits, labels, teacher, hp) -> torch.Tensor:
+    """(1 - a) * CE(labels, smoothed) + a * T^2 * KL(teacher_T || student_T) (Hinton et al., 2015)."""
+    a, t = hp["distill_alpha"], hp["distill_temperature"]
+    ce = F.cross_entropy(logits, labels, label_smoothing=hp["label_smoothing"])
+    kd = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher / t, -1),
+                  log_target=True, reduction="batchmean")
+    return (1 - a) * ce + a * t * t * kd
+
+
 def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
     """Linear warmup to `peak`, then cosine decay to 0."""
     if step < warmup:
@@ -114,15 +165,22 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def train(kind: str, hp: dict, data: dict, seed: int, limit: int | None) -> tuple[nn.Module, dict]:
+def train(kind: str, hp: dict, data: dict, seed: int, limit: int | None,
+          teacher: nn.Module | None = None) -> tuple[nn.Module, dict]:
     seed_everything(seed)
     model = build_model(kind, hp)
     channels = CHANNELS[kind]
     train_x, train_y = data["train"]
     if limit:
         train_x, train_y = train_x[:limit], train_y[:limit]
-    loader = make_loader(train_x, train_y, hp["batch_size"], train=True, channels=channels, seed=seed,
-                         augment=AUGMENTATIONS[hp["augment"]] or False)
+    if teacher is None:
+        loader = make_loader(train_x, train_y, hp["batch_size"], train=True, channels=channels, seed=seed,
+                             augment=AUGMENTATIONS[hp["augment"]] or False)
+    else:  # the teacher sees the same (possibly mirrored) image as the student
+        flip_p = {"flip": 0.5, "none": 0.0}[hp["augment"]]
+        targets = TeacherTargets(train_x, train_y, teacher_logits(teacher, train_x), flip_p, channels)
+        loader = DataLoader(targets, batch_size=hp["batch_size"], shuffle=True,
+                            generator=torch.Generator().manual_seed(seed))
     # No weight decay on biases, norms, the CLS token and the position embeddings
     plain = [n for n, p in model.named_parameters() if p.dim() < 2 or n.endswith(("cls_token", "position_embeddings"))]
     decay = [p for n, p in model.named_parameters() if n not in plain]
@@ -138,10 +196,11 @@ def train(kind: str, hp: dict, data: dict, seed: int, limit: int | None) -> tupl
         model.train()
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         bar = tqdm(loader, desc=f"{kind} epoch {epoch}/{hp['epochs']}", mininterval=10, leave=True)
-        for x, y in bar:
+        for x, y, *t in bar:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total, warmup, hp["lr"])
-            loss = loss_fn(logits_of(model, x), y)
+            logits = logits_of(model, x)
+            loss = distillation_loss(logits, y, t[0], hp) if t else loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -205,6 +264,18 @@ def write_model_dir(kind: str, model: nn.Module, out: Path, metrics: dict) -> No
     print(f"wrote {out} ({metrics['size_bytes'] / 1e6:.2f} MB)")
 
 
+def command_args() -> list[str]:
+    """The command line without `--out-dir DIR`: where the model is written does not change it."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg == "--out-dir":
+            skip = not skip
+            continue
+        if not arg.startswith("--out-dir="):
+            args.append(arg)
+    return args
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["vit", "cnn", "both"], default="both")
@@ -220,6 +291,11 @@ def main() -> None:
     parser.add_argument("--warmup-epochs", type=float)
     parser.add_argument("--label-smoothing", type=float)
     parser.add_argument("--augment", choices=sorted(AUGMENTATIONS))
+    parser.add_argument("--distill-alpha", type=float,
+                        help="ViT: weight of distillation from the CNN teacher (0: labels only)")
+    parser.add_argument("--distill-temperature", type=float, help="ViT: softmax temperature of distillation")
+    parser.add_argument("--teacher", type=Path, default=DATA_DIR / "models" / OUT_NAMES["cnn"],
+                        help="CNN folder to distil from (trained by this script on the same 55k)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--limit", type=int, help="train on the first N images only (timing runs)")
@@ -246,14 +322,22 @@ def main() -> None:
     print(f"train {len(data['train'][1])}, held out {len(heldout)}, test {len(data['test'][1])}; "
           f"torch threads {torch.get_num_threads()}", flush=True)
 
-    for kind in (["vit", "cnn"] if args.model == "both" else [args.model]):
+    trained = {}  # kind -> (model, metrics); the CNN goes first: it is the ViT's teacher
+    for kind in (["cnn", "vit"] if args.model == "both" else [args.model]):
         hp = dict(DEFAULTS[kind])
         for key in ("epochs", "batch_size", "lr", "hidden_size", "num_layers", "mlp_ratio", "num_heads",
-                    "patch_size", "weight_decay", "warmup_epochs", "label_smoothing", "augment"):
+                    "patch_size", "weight_decay", "warmup_epochs", "label_smoothing", "augment",
+                    "distill_alpha", "distill_temperature"):
             if getattr(args, key) is not None and key in hp:
                 hp[key] = getattr(args, key)
         print(f"== {kind}: {hp}", flush=True)
-        model, log = train(kind, hp, data, args.seed, args.limit)
+        teacher = None
+        if hp.get("distill_alpha", 0) > 0:  # the CNN trained just now, or the one in --teacher
+            teacher, teacher_metrics = trained.get("cnn") or (
+                cnn.load(args.teacher), json.loads((args.teacher / "metrics.json").read_text()))
+            hp["teacher"] = {k: teacher_metrics[k] for k in ("val_accuracy", "train_images", "command")}
+            print(f"distilling from the CNN (held-out accuracy {hp['teacher']['val_accuracy']:.4f})")
+        model, log = train(kind, hp, data, args.seed, args.limit, teacher)
         channels = CHANNELS[kind]
         test_acc, test_correct = accuracy(model, *data["test"], channels)
         sub_acc, sub_correct = accuracy(model, *data["test_subset"], channels)
@@ -290,8 +374,9 @@ def main() -> None:
             "transformers_version": transformers.__version__,
             "python_version": platform.python_version(),
             "machine": platform.processor() or platform.machine(),
-            "command": "python " + shlex.join([os.path.relpath(sys.argv[0], DATA_DIR.parent), *sys.argv[1:]]),
+            "command": "python " + shlex.join([os.path.relpath(sys.argv[0], DATA_DIR.parent), *command_args()]),
         }
+        trained[kind] = (model, metrics)
         if not args.no_save:
             write_model_dir(kind, model, args.out_dir / OUT_NAMES[kind], metrics)
 

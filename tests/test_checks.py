@@ -21,9 +21,10 @@ from vit_course import checks
 from vit_course.attention import MultiHeadSelfAttention, scaled_dot_product_attention
 from vit_course.block import TransformerBlock
 from vit_course.checks import CheckResult, use_or_reference
-from vit_course.checks.finetune import freeze_backbone, layerwise_lr_groups, tiny_vit_classifier
-from vit_course.checks.inference import preprocess, top_k
+from vit_course.checks.finetune import tiny_vit_classifier
 from vit_course.cost import count_parameters, vit_flops_breakdown, vit_forward_flops
+from vit_course.finetune import freeze_backbone, layerwise_lr_groups
+from vit_course.inference import preprocess, top_k
 from vit_course.patches import patchify
 from vit_course.rollout import attention_rollout, cls_rollout_map
 

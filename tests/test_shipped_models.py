@@ -74,7 +74,6 @@ def test_models_reproduce_their_official_test_accuracy(kind, vit):
     assert abs(correct / 10_000 - metrics["test_accuracy"]) < 1e-9
 
 
-@pytest.mark.xfail(strict=True, reason="target not reached yet: the shipped ViT has 88.9% on the official test split")
 def test_vit_reaches_the_90_percent_target_on_the_official_test_split():
     assert metrics_of(VIT_DIR)["test_accuracy"] >= 0.90
 

@@ -1,7 +1,8 @@
 """Checks for the fine-tuning exercises: linear probing and layer-wise learning rates.
 
 Both run on a tiny random `transformers.ViTForImageClassification` (no download).
-`freeze_backbone` and `layerwise_lr_groups` here are the reference answers.
+The reference answers are `vit_course.finetune.freeze_backbone` and
+`vit_course.finetune.layerwise_lr_groups`.
 
 Layer ids follow BEiT and timm's layer decay: the embeddings are layer 0, encoder layer
 i is layer i + 1, and everything after the encoder (the final LayerNorm, the classifier)
@@ -15,47 +16,12 @@ so the classifier gets base_lr and the patch embedding the smallest rate.
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 
+from vit_course.finetune import HEAD_PREFIXES, freeze_backbone, layer_id, layerwise_lr_groups  # noqa: F401
+
 from .compare import CheckFailure, check, fmt_num, learner_call
-
-_LAYER = re.compile(r"(?:^|\.)(?:layers?|blocks)\.(\d+)\.")  # HF <5.9, HF >=5.9, vit_course
-_EMBEDDINGS = {"embeddings", "patch_embed", "cls_token", "pos_embed"}
-_HEADS = ("classifier.", "head.")
-
-
-def freeze_backbone(model: torch.nn.Module) -> torch.nn.Module:
-    """Linear probing: freeze every parameter but the classifier's (HF `classifier`, ours `head`)."""
-    for name, param in model.named_parameters():
-        param.requires_grad = name.startswith(_HEADS)
-    return model
-
-
-def layer_id(name: str, num_layers: int) -> int:
-    """0 for the embeddings, i + 1 for encoder layer i, L + 1 for what follows the encoder.
-
-    Reads HF names (`vit.embeddings.*`, `vit.layers.3.*` or `vit.encoder.layer.3.*`) and
-    `vit_course` names (`patch_embed.*`, `cls_token`, `pos_embed`, `blocks.3.*`).
-    """
-    if _EMBEDDINGS & set(name.split(".")):
-        return 0
-    match = _LAYER.search(name)
-    if match:
-        return int(match.group(1)) + 1
-    return num_layers + 1
-
-
-def layerwise_lr_groups(model: torch.nn.Module, base_lr: float, decay: float) -> list[dict]:
-    """One optimizer param group per layer id, lr = base_lr * decay ** (L + 1 - id)."""
-    L = model.config.num_hidden_layers
-    groups: dict[int, list[torch.nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            groups.setdefault(layer_id(name, L), []).append(param)
-    return [{"params": params, "lr": base_lr * decay ** (L + 1 - i)} for i, params in sorted(groups.items())]
-
 
 def tiny_vit_classifier(num_hidden_layers: int = 2, num_labels: int = 5, seed: int = 0):
     """A small random `transformers.ViTForImageClassification`, the same on every call."""
@@ -143,7 +109,7 @@ def _expected_lr(name: str, L: int, base_lr: float, decay: float, variant: str =
     j = layer_id(name, L)
     if variant == "zero_based" and 0 < j <= L:
         j -= 1
-    if variant == "norm_with_last" and j == L + 1 and not name.startswith(_HEADS):
+    if variant == "norm_with_last" and j == L + 1 and not name.startswith(HEAD_PREFIXES):
         j = L
     exponent = {"off_by_one": L - j, "off_by_one_up": L + 2 - j, "reversed": j, "none": 0}.get(variant, L + 1 - j)
     return base_lr * decay**exponent

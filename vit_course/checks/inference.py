@@ -4,8 +4,8 @@
 `ViTImageProcessor` returns (resize, rescale by 1/255, normalise). transformers 5
 resizes with torchvision's antialiased bilinear; PIL's `Image.BILINEAR` gives the same
 image up to one grey level in a few pixels, so the tolerance is one grey level.
-`check_top_k(fn)` compares `fn(logits, k, id2label)` with `top_k`. `preprocess` and
-`top_k` here are the reference answers.
+`check_top_k(fn)` compares `fn(logits, k, id2label)` with `top_k`. The reference answers
+are `vit_course.inference.preprocess` and `vit_course.inference.top_k`.
 """
 
 from __future__ import annotations
@@ -15,32 +15,9 @@ import math
 import numpy as np
 import torch
 
+from vit_course.inference import preprocess, top_k  # noqa: F401  (the references)
+
 from .compare import CheckFailure, check, fmt_num, fmt_shape, learner_call, randn, shape_of, tensor_problems
-
-
-def _get(processor, key: str):
-    """A setting from a processor object or from its `to_dict()`."""
-    return processor[key] if isinstance(processor, dict) else getattr(processor, key)
-
-
-def preprocess(image, processor) -> torch.Tensor:
-    """A PIL image -> pixel values (1, 3, H, W), as `processor(image, return_tensors="pt")`.
-
-    `processor` is a `ViTImageProcessor` or its `to_dict()`.
-    """
-    import torchvision.transforms.v2.functional as tvF
-    from torchvision.transforms import InterpolationMode
-
-    size = _get(processor, "size")
-    height, width = int(size["height"]), int(size["width"])
-    pixels = tvF.pil_to_tensor(image.convert("RGB"))  # (3, h, w) uint8
-    resample = int(_get(processor, "resample"))
-    modes = {0: InterpolationMode.NEAREST, 2: InterpolationMode.BILINEAR, 3: InterpolationMode.BICUBIC}
-    pixels = tvF.resize(pixels, [height, width], interpolation=modes[resample], antialias=True)  # (3, H, W)
-    x = pixels.float() * float(_get(processor, "rescale_factor"))  # 0..255 -> 0..1
-    mean = torch.tensor(_get(processor, "image_mean"), dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(_get(processor, "image_std"), dtype=torch.float32).view(3, 1, 1)
-    return ((x - mean) / std).unsqueeze(0)  # (1, 3, H, W)
 
 
 # source (h, w), target (H, W), mean, std, description
@@ -159,13 +136,6 @@ def check_preprocess(fn, pass_as: str = "processor") -> str:
             cause=cause,
         )
     return f"{len(PREPROCESS_CASES)} images match ViTImageProcessor's pixel_values to within one grey level"
-
-
-def top_k(logits: torch.Tensor, k: int, id2label: dict[int, str]) -> list[list[tuple[str, float]]]:
-    """Logits (B, C) -> for each image, the k most likely (label, probability), most likely first."""
-    probs = logits.softmax(dim=-1)  # (B, C)
-    values, indices = probs.topk(k, dim=-1)  # (B, k), sorted descending
-    return [[(id2label[int(i)], float(p)) for p, i in zip(row_p, row_i)] for row_p, row_i in zip(values, indices)]
 
 
 LABELS = ["cat", "dog", "bird", "fish", "horse", "sheep", "cow", "frog", "deer", "truck"]
