@@ -102,14 +102,17 @@ def build_model(kind: str, hp: dict) -> nn.Module:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: torch.Tensor, channels: int, batch_size: int = 500) -> torch.Tensor:
-    """Predicted class of every uint8 image `(N, 28, 28)`, without augmentation: `(N,)`."""
+def logits_of_images(model: nn.Module, images: torch.Tensor, channels: int, batch_size: int = 500) -> torch.Tensor:
+    """Logits of every uint8 image `(N, 28, 28)`, in eval mode, without augmentation: `(N, num_labels)`."""
     model.eval()
-    preds = []
-    for start in range(0, len(images), batch_size):
-        x = to_model_input(images[start:start + batch_size], FASHION_MNIST_MEAN, FASHION_MNIST_STD, channels)
-        preds.append(logits_of(model, x).argmax(-1))
-    return torch.cat(preds)
+    return torch.cat([
+        logits_of(model, to_model_input(images[s:s + batch_size], FASHION_MNIST_MEAN, FASHION_MNIST_STD, channels))
+        for s in range(0, len(images), batch_size)])
+
+
+def predict(model: nn.Module, images: torch.Tensor, channels: int) -> torch.Tensor:
+    """Predicted class of every uint8 image `(N, 28, 28)`: `(N,)`."""
+    return logits_of_images(model, images, channels).argmax(-1)
 
 
 def accuracy(model, images, labels, channels) -> tuple[float, int]:
@@ -136,16 +139,9 @@ class TeacherTargets(Dataset):
         return x, int(self.labels[i]), self.teacher[int(flip), i]
 
 
-@torch.inference_mode()
 def teacher_logits(teacher: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """The CNN teacher's logits for every uint8 image `(N, 28, 28)` and its mirror: `(2, N, 10)`."""
-    teacher.eval()
-    views = []
-    for view in (images, images.flip(-1)):
-        views.append(torch.cat([
-            logits_of(teacher, to_model_input(view[s:s + batch_size], FASHION_MNIST_MEAN, FASHION_MNIST_STD, 1))
-            for s in range(0, len(view), batch_size)]))
-    return torch.stack(views)
+    return torch.stack([logits_of_images(teacher, view, 1, batch_size) for view in (images, images.flip(-1))])
 
 
 def distillation_loss(logits, labels, teacher, hp) -> torch.Tensor:
