@@ -260,7 +260,7 @@ def _grade_exercise(sandbox, nb, cells, checks, exercise, spec, options, row: Ro
     for _attempt in range(4):
         _start(sandbox, spec, options)
         session = Session(sandbox, time.monotonic() + options.timeout)
-        running = None
+        running, cell_errors = None, []
         try:
             sandbox.send({"op": "exercise", "cells": [c for c in cells if c["index"] not in skip],
                           "names": [learner], "block_expr": exercise["reference"], "memory_mb": options.memory_mb,
@@ -269,6 +269,8 @@ def _grade_exercise(sandbox, nb, cells, checks, exercise, spec, options, row: Ro
                 message = session.receive()
                 if message.get("event") == "cell":
                     running = message["index"]
+                elif message.get("event") == "cell_error" and message.get("index") in own_index:
+                    cell_errors = [str(e)[:300] for e in message.get("errors", [])][:3]
                 elif message.get("event") == "loaded":
                     running = None
                     break
@@ -310,6 +312,8 @@ def _grade_exercise(sandbox, nb, cells, checks, exercise, spec, options, row: Ro
         would, row.points, row.status = row.points, 0.0, "tampered"
         row.message = (f"{tampered}; the grader judged the answer with its own check: it would score "
                        f"{would:g}/{exercise['points']:g}; review it. {row.message}")
+    if cell_errors and not row.points:
+        row.message += " Your solution cell raised: " + "; ".join(cell_errors)
     if notes:
         row.message += " (" + "; ".join(notes) + ")"
     return row

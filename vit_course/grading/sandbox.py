@@ -112,6 +112,8 @@ class Sandbox:
         return self.receive(timeout)
 
     def send(self, message: dict) -> None:
+        if self.proc is None:
+            raise SandboxDied("the sandbox is not running")
         try:
             self.proc.stdin.write(wire.dumps(message))
             self.proc.stdin.flush()
@@ -119,6 +121,8 @@ class Sandbox:
             raise SandboxDied(str(e)) from None
 
     def receive(self, timeout: float) -> Any:
+        if self.proc is None:
+            raise SandboxDied("the sandbox is not running")
         deadline = time.monotonic() + max(0.0, timeout)
         fd = self.proc.stdout.fileno()
         while b"\n" not in self._buffer:

@@ -85,7 +85,6 @@ def _audit(event: str, args: tuple) -> None:
         except (TypeError, ValueError):
             return
         if path in _state["files"]:
-            _state["reference_called"] = True
             raise PermissionError(f"{path}: the source of the reference is not available while this exercise is graded")
 
 
