@@ -100,6 +100,7 @@ def _submissions(release: Path, submitted: Path, instructor: Path, gradebook_dir
         "solution": str(REPO_DIR / "notebooks" / "solutions" / "01_patching.ipynb"),
         "other student": str(submitted / "correct" / "01" / "01_patching.ipynb"),
         "gradebook": str(gradebook_dir / "gradebook.csv"),
+        "shadow": "/etc/shadow",
     }
     kinds = {}
 
@@ -187,6 +188,11 @@ def _submissions(release: Path, submitted: Path, instructor: Path, gradebook_dir
             _seen["network"] = "CONNECTED"
         except Exception as _e:
             _seen["network"] = type(_e).__name__
+        try:
+            import subprocess
+            _seen["cat"] = "RAN " + subprocess.run(["cat", patches.__file__], capture_output=True).stdout[:20].decode()
+        except Exception as _e:
+            _seen["cat"] = type(_e).__name__
         def patchify(images, patch_size):
             raise RuntimeError("seen: " + repr(sorted(_seen.items())))
     ''')
@@ -379,8 +385,8 @@ def test_invalid_json_and_missing_notebooks_are_named_not_silent_zeros(graded):
 def test_the_sandbox_sees_no_instructor_file_and_no_network(graded):
     message = _row(graded, "reader")["message"]
     assert "seen:" in message, message
-    assert "READ" not in message and "CONNECTED" not in message, message
-    for what in ("grading.json", "solution", "other student", "gradebook", "network"):
+    assert "READ" not in message and "CONNECTED" not in message and "RAN" not in message, message
+    for what in ("grading.json", "solution", "other student", "gradebook", "shadow", "network", "cat"):
         assert f"'{what}'" in message
 
 

@@ -32,7 +32,7 @@ from vit_course.paths import atomic_write
 
 from .release import load_manifest
 from .runner import Options, Row, code_hash, grade_notebook
-from .sandbox import bwrap_path
+from .sandbox import bwrap_path, selftest
 
 COLUMNS = ("student", "assignment", "notebook", "exercise", "points", "max_points", "status", "message")
 
@@ -137,6 +137,9 @@ def grade(submitted: str | os.PathLike, out: str | os.PathLike, workers: int = 2
         raise RuntimeError("bubblewrap (bwrap) is not installed: students' code would run with your rights. "
                            "Install it (Debian/Ubuntu: apt-get install bubblewrap) or pass --no-sandbox "
                            "on a machine where that is acceptable")
+    if options.sandboxed and (problem := selftest()):
+        raise RuntimeError(f"{problem}. Grading needs a working sandbox: on a container, allow user namespaces; "
+                           "or pass --no-sandbox where that is acceptable")
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
     manifest = load_manifest(instructor)

@@ -34,6 +34,7 @@ from . import heldout, wire
 from .remote import RemoteClass, RemoteFunction
 from .sandbox import Sandbox, SandboxDied, Timeout
 
+MAX_NOTEBOOK_BYTES = 64 << 20
 STATUSES = ("graded", "timeout", "memory", "crashed", "invalid", "missing", "tampered")
 _MEMORY_WORDS = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "out of memory")
 
@@ -220,6 +221,9 @@ def grade_notebook(path: Path | None, student: str, assignment: str, notebook: s
 
     if path is None or not path.exists():
         return rows("missing", f"no {notebook}.ipynb in this student's {assignment}/ folder")
+    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+        return rows("invalid", f"{path.name} is {path.stat().st_size / 1e6:.0f} MB, over the limit of "
+                               f"{MAX_NOTEBOOK_BYTES / 1e6:.0f} MB for one notebook; nothing could be graded")
     try:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)

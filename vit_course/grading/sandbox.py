@@ -44,10 +44,20 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
+# the few files of /etc that Python, its libraries and matplotlib read; not the rest
+# (the sandbox's user is root outside it, so /etc/shadow and the like must stay out of view)
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts", "mime.types", "passwd", "group",
+             "nsswitch.conf", "host.conf", "hosts", "ssl")
+
+
 def _system_binds() -> list[str]:
     args = []
-    for path in ("/usr", "/etc", "/opt"):
+    for path in ("/usr", "/opt"):
         if os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    for name in ETC_FILES:
+        path = os.path.join("/etc", name)
+        if os.path.exists(path):
             args += ["--ro-bind", path, path]
     for link in ("/bin", "/lib", "/lib64", "/lib32", "/sbin"):
         if os.path.islink(link):
@@ -66,7 +76,7 @@ def _python_binds() -> list[str]:
     paths |= {str(PACKAGE_DIR), str(DATA_DIR)}
     args = []
     for path in sorted(paths):
-        if os.path.isdir(path) and not path.startswith(("/usr/", "/etc/", "/opt/")) and path != "/usr":
+        if os.path.isdir(path) and not path.startswith(("/usr/", "/opt/")) and path != "/usr":
             args += ["--ro-bind", path, path]
     return args
 
@@ -84,6 +94,21 @@ def bwrap_command(python: str) -> list[str]:
         "--setenv", "PYTHONHASHSEED", "0",
         python, "-I", "-c", "import vit_course.grading.worker as w, sys; sys.exit(w.main())",
     ]
+
+
+def selftest(timeout: float = 60.0) -> str | None:
+    """None when a sandbox can be made here, else what went wrong (bwrap's own words)."""
+    if not bwrap_path():
+        return "bubblewrap (bwrap) is not installed"
+    command = bwrap_command(sys.executable)
+    command[-1] = "import vit_course, torch; print('sandbox ok')"
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"bubblewrap did not start: {e}"
+    if done.returncode != 0 or "sandbox ok" not in done.stdout:
+        return f"bubblewrap cannot make a sandbox here (exit {done.returncode}): {done.stderr.strip()[-500:]}"
+    return None
 
 
 class Sandbox:
