@@ -12,6 +12,7 @@ import functools
 import math
 
 import pytest
+from learner_copies import as_learner
 import torch
 from einops import rearrange
 from torch import nn
@@ -384,6 +385,7 @@ def top_k_with(softmax=True, ascending=False, offset=0):
 
 def freeze_vit(model):
     model.vit.requires_grad_(False)
+    return model
 
 
 def freeze_all(model):
@@ -552,7 +554,7 @@ MISTAKES = [
 @pytest.mark.parametrize("key", list(CHECKS))
 def test_reference_passes(key):
     check, reference, _ = CHECKS[key]
-    result = check(reference)
+    result = check(as_learner(reference))
     assert result.passed and result.status == "pass", str(result)
 
 
@@ -627,7 +629,7 @@ def test_forgotten_transpose_of_k_that_raises_gets_a_hint():
 
 
 def test_results_render_as_text_and_html():
-    passed = checks.check_patchify(patchify)
+    passed = checks.check_patchify(as_learner(patchify))
     failed = checks.check_patchify(patchify_ppc)
     todo = checks.check_patchify(stub)
     assert str(passed).startswith("✓ check_patchify passed")

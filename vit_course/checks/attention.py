@@ -21,6 +21,7 @@ from .compare import (
     check,
     diagnose,
     fmt_shape,
+    learner_backward,
     learner_call,
     randn,
     shape_of,
@@ -114,7 +115,8 @@ def _swapped(got, expected) -> bool:
     return close(got[0], expected[1]) and close(got[1], expected[0])
 
 
-@check("scaled_dot_product_attention", hints=_sdpa_hints)
+@check("scaled_dot_product_attention", hints=_sdpa_hints,
+       reference="vit_course.attention:scaled_dot_product_attention")
 def check_scaled_dot_product_attention(fn) -> str:
     """`fn(q, k, v) -> (out, weights)`: compare with `vit_course.attention.scaled_dot_product_attention`."""
     from vit_course.attention import scaled_dot_product_attention
@@ -124,7 +126,7 @@ def check_scaled_dot_product_attention(fn) -> str:
         k = randn(*k_shape, seed=3 * seed + 1)
         v = randn(*v_shape, seed=3 * seed + 2)
         expected = scaled_dot_product_attention(q, k, v)
-        got = _split_pair(learner_call(fn, q.clone(), k.clone(), v.clone(), case=case), "your function")
+        got = _split_pair(learner_call(fn, q.clone(), k.clone(), v.clone(), case=case, names=("q", "k", "v")), "your function")
         problems = tensor_problems("out", got[0], expected[0]) + tensor_problems("weights", got[1], expected[1])
         if not problems:
             continue
@@ -258,11 +260,12 @@ def _check_projections(learner, D: int, qkv_bias: bool) -> None:
             )
 
 
-@check("MultiHeadSelfAttention", hints=_sdpa_hints)
+@check("MultiHeadSelfAttention", hints=_sdpa_hints, reference="vit_course.attention:MultiHeadSelfAttention")
 def check_multi_head_self_attention(cls) -> str:
     """`cls(hidden_size, num_heads, qkv_bias=...)`, `forward(x) -> (out, weights)`: compare with the reference."""
     from vit_course.attention import MultiHeadSelfAttention
 
+    backward = []
     for seed, (D, h, qkv_bias, B, N, case) in enumerate(MHSA_CASES):
         reference = MultiHeadSelfAttention(D, h, qkv_bias=qkv_bias).eval()
         _init_attention(reference, seed)
@@ -278,9 +281,10 @@ def check_multi_head_self_attention(cls) -> str:
         x = randn(B, N, D, seed=500 + seed)
         with torch.no_grad():
             expected = reference(x)
-        got = _split_pair(learner_call(learner, x.clone(), case=case), "forward")
+        got = _split_pair(learner_call(learner, x.clone(), case=case, names=("x",)), "forward")
         problems = tensor_problems("out", got[0], expected[0]) + tensor_problems("weights", got[1], expected[1])
         if not problems:
+            backward.append((learner, x, case))
             continue
         p = {k: v.detach() for k, v in reference.state_dict().items()}
         cause = None
@@ -297,6 +301,9 @@ def check_multi_head_self_attention(cls) -> str:
             details=(f"on {case}", *problems),
             cause=cause,
         )
+    # once every forward matches: a backward pass, so a mistake in forward is named first
+    for learner, x, case in backward:
+        learner_backward(learner, x.clone(), case=case, expected=[f"{n}.weight" for n in PROJECTIONS])
     return (
         f"{len(MHSA_CASES)} cases match vit_course.attention.MultiHeadSelfAttention "
         "(1 to 4 heads, with and without qkv bias, N=1)"

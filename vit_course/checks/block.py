@@ -22,6 +22,7 @@ from .compare import (
     copy_weights,
     diagnose,
     fmt_shape,
+    learner_backward,
     learner_call,
     randn,
     shape_of,
@@ -176,11 +177,12 @@ def _check_qkv_bias(learner, config) -> None:
         )
 
 
-@check("TransformerBlock")
+@check("TransformerBlock", reference="vit_course.block:TransformerBlock")
 def check_transformer_block(cls) -> str:
     """`cls(config)`, `forward(x) -> x`: compare with `vit_course.block.TransformerBlock`."""
     from vit_course.block import TransformerBlock
 
+    backward = []
     for seed, (overrides, regime, (B, N), std, case) in enumerate(CASES):
         config = make_config(**overrides)
         reference = TransformerBlock(config).eval()
@@ -195,7 +197,7 @@ def check_transformer_block(cls) -> str:
         x = randn(B, N, config.hidden_size, seed=700 + seed, std=std)
         with torch.no_grad():
             expected = reference(x)
-        got = learner_call(learner, x.clone(), case=case)
+        got = learner_call(learner, x.clone(), case=case, names=("x",))
         if isinstance(got, (tuple, list)) and got and isinstance(got[0], torch.Tensor):
             raise CheckFailure(
                 f"forward returned a {type(got).__name__} of {len(got)} items, expected one tensor of shape "
@@ -206,6 +208,7 @@ def check_transformer_block(cls) -> str:
         atol = 1e-5 * max(1.0, float(expected.abs().max()))
         problems = tensor_problems("output", got, expected, atol=atol)
         if not problems:
+            backward.append((learner, x, case, list(reference.state_dict())))
             continue
         p = {k: v.detach() for k, v in reference.state_dict().items()}
         h, eps = config.num_attention_heads, config.layer_norm_eps
@@ -217,6 +220,9 @@ def check_transformer_block(cls) -> str:
             details=(f"on {case}", *problems),
             cause=cause,
         )
+    # once every forward matches: a backward pass, so a mistake in forward is named first
+    for learner, x, case, names in backward:
+        learner_backward(learner, x.clone(), case=case, expected=names)
     return (
         f"{len(CASES)} cases match vit_course.block.TransformerBlock "
         "(HF init and std 0.3 weights, small-variance inputs, qkv_bias=False, N=1)"

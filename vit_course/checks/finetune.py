@@ -45,18 +45,25 @@ def _names(names: list[str], limit: int = 4) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-@check("freeze_backbone")
+@check("freeze_backbone", reference="vit_course.finetune:freeze_backbone")
 def check_freeze_backbone(fn) -> str:
     """`fn(model)` on an HF `ViTForImageClassification`: only `classifier.*` stays trainable."""
     for layers in (2, 3):
         model = tiny_vit_classifier(num_hidden_layers=layers)
         case = f"a ViTForImageClassification with {layers} layers"
-        learner_call(fn, model, case=case)
+        returned = learner_call(fn, model, case=case, names=("model",))
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         head = [n for n, _ in model.named_parameters() if n.startswith("classifier.")]
         frozen_head = [n for n in head if n not in trainable]
         still_trainable = [n for n in trainable if not n.startswith("classifier.")]
         if not frozen_head and not still_trainable:
+            if returned is not model:
+                raise CheckFailure(
+                    f"the right parameters are frozen, but your function returned "
+                    f"{'None' if returned is None else 'a ' + type(returned).__name__}, expected the model it was given",
+                    details=(f"on {case}",),
+                    cause="return model at the end, so that freeze_backbone(digit_model()) gives the frozen model",
+                )
             continue
         total = len(list(model.parameters()))
         cause = None
@@ -125,13 +132,13 @@ LR_MISTAKES = [
 ]
 
 
-@check("layerwise_lr_groups")
+@check("layerwise_lr_groups", reference="vit_course.finetune:layerwise_lr_groups")
 def check_layerwise_lr_groups(fn) -> str:
     """`fn(model, base_lr, decay) -> param groups`: each parameter's lr as `layerwise_lr_groups` gives it."""
     for layers, base_lr, decay in LR_CASES:
         model = tiny_vit_classifier(num_hidden_layers=layers)
         case = f"a ViTForImageClassification with {layers} layers, base_lr={base_lr:g}, decay={decay:g}"
-        groups = learner_call(fn, model, base_lr, decay, case=case)
+        groups = learner_call(fn, model, base_lr, decay, case=case, names=("model",))
         try:
             lrs = _lr_of(groups, model)
         except CheckFailure as e:

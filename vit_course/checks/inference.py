@@ -100,7 +100,7 @@ def _preprocess_shape_cause(shape, H, W) -> str | None:
     return None
 
 
-@check("preprocess")
+@check("preprocess", reference="vit_course.inference:preprocess")
 def check_preprocess(fn, pass_as: str = "processor") -> str:
     """`fn(image, processor) -> (1, 3, H, W)`: compare with HF's `ViTImageProcessor`.
 
@@ -111,7 +111,7 @@ def check_preprocess(fn, pass_as: str = "processor") -> str:
         processor = _processor((H, W), mean, std)
         expected = processor(image, return_tensors="pt")["pixel_values"]  # (1, 3, H, W)
         given = processor.to_dict() if pass_as == "dict" else processor
-        got = learner_call(fn, image.copy(), given, case=case)
+        got = learner_call(fn, image.copy(), given, case=case, names=("image", "processor"))
         # one grey level, in normalised units, for the channel with the smallest std
         atol = 1.05 / (255.0 * min(std))
         problems = tensor_problems("pixel values", got, expected, atol=atol, rtol=0.0)
@@ -185,14 +185,14 @@ def _top_k_problem(got, expected) -> str | None:
     return None
 
 
-@check("top_k")
+@check("top_k", reference="vit_course.inference:top_k")
 def check_top_k(fn) -> str:
     """`fn(logits (B, C), k, id2label) -> [[(label, prob), ...] per image]`: compare with `top_k`."""
     for seed, (B, C, k, case) in enumerate(TOP_K_CASES):
         logits = randn(B, C, seed=900 + seed, std=2.0)
         id2label = {i: LABELS[i] for i in range(C)}
         expected = top_k(logits, k, id2label)
-        got = learner_call(fn, logits.clone(), k, dict(id2label), case=case)
+        got = learner_call(fn, logits.clone(), k, dict(id2label), case=case, names=("logits", "k", "id2label"))
         problem = _top_k_problem(got, expected)
         if problem is None:
             continue

@@ -147,7 +147,7 @@ def _hints(error: BaseException) -> str | None:
     return None
 
 
-@check("patchify", hints=_hints)
+@check("patchify", hints=_hints, reference="vit_course.patches:patchify")
 def check_patchify(fn) -> str:
     """`fn(images (B, C, H, W), patch_size) -> (B, N, C*P*P)`: compare with `vit_course.patches.patchify`."""
     from vit_course.patches import patchify
@@ -155,7 +155,7 @@ def check_patchify(fn) -> str:
     for seed, (shape, P, case) in enumerate(CASES):
         images = randn(*shape, seed=seed)
         expected = patchify(images, P)
-        got = learner_call(fn, images.clone(), P, case=case)
+        got = learner_call(fn, images.clone(), P, case=case, names=("images",))
         problems = tensor_problems("output", got, expected)
         if not problems:
             continue

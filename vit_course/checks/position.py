@@ -128,7 +128,7 @@ def _sincos_shape_cause(shape: tuple[int, ...], rows: int, cols: int, dim: int) 
     return None
 
 
-@check("sincos_2d")
+@check("sincos_2d", reference="vit_course.position:sincos_2d")
 def check_sincos_2d(fn) -> str:
     """`fn(rows, cols, dim) -> (rows*cols, dim)`: compare with `vit_course.position.sincos_2d`."""
     from vit_course.position import sincos_2d
@@ -247,13 +247,14 @@ def _interp_shape_cause(shape: tuple[int, ...], new_rows: int, new_cols: int, D:
     return None
 
 
-@check("interpolate_positions")
+@check("interpolate_positions", reference=(
+    "vit_course.checks.position:interpolate_positions", "vit_course.position:interpolate_pos_encoding"))
 def check_interpolate_positions(fn) -> str:
     """`fn(pos_embed, new_rows, new_cols)`: compare with `vit_course.position.interpolate_pos_encoding`."""
     for seed, (side, D, new_rows, new_cols, case) in enumerate(INTERP_CASES):
         pos = make_pos_embed(side, D, seed=100 * seed)
         expected = interpolate_positions(pos, new_rows, new_cols)
-        got = learner_call(fn, pos.clone(), new_rows, new_cols, case=case)
+        got = learner_call(fn, pos.clone(), new_rows, new_cols, case=case, names=("pos_embed",))
         problems = tensor_problems("position embedding", got, expected, atol=1e-5, rtol=1e-4)
         if not problems:
             continue

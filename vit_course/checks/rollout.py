@@ -93,7 +93,7 @@ def _hints(error: BaseException) -> str | None:
     return None
 
 
-@check("attention_rollout", hints=_hints)
+@check("attention_rollout", hints=_hints, reference="vit_course.rollout:attention_rollout")
 def check_attention_rollout(fn) -> str:
     """`fn(attentions) -> (B, T, T)`: compare with `vit_course.rollout.attention_rollout`."""
     from vit_course.rollout import attention_rollout
@@ -101,7 +101,7 @@ def check_attention_rollout(fn) -> str:
     for seed, (layers, B, H, T, stochastic, case) in enumerate(CASES):
         attentions = make_attentions(layers, B, H, T, stochastic, seed)
         expected = attention_rollout(attentions)
-        got = learner_call(fn, [a.clone() for a in attentions], case=case)
+        got = learner_call(fn, [a.clone() for a in attentions], case=case, names=("attentions",))
         problems = tensor_problems("rollout", got, expected)
         if not problems:
             continue
