@@ -334,6 +334,7 @@ def preprocess_pil(image, processor, rescale=True, normalize_first=False, channe
     from PIL import Image
 
     H, W = processor.size["height"], processor.size["width"]
+    image = image.convert("RGB")
     size = (H, W) if swap_size else (W, H)
     x = np.asarray(image.resize(size, Image.BILINEAR if resample is None else resample), dtype=np.float32)
     mean, std = np.array(processor.image_mean, np.float32), np.array(processor.image_std, np.float32)
@@ -351,7 +352,7 @@ def preprocess_from_dict(image, config):
     import torchvision.transforms.v2.functional as tvF
 
     size = config["size"]
-    x = tvF.pil_to_tensor(image)
+    x = tvF.pil_to_tensor(image.convert("RGB"))
     x = tvF.resize(x, [size["height"], size["width"]], antialias=True).float() * config["rescale_factor"]
     x = tvF.normalize(x, list(config["image_mean"]), list(config["image_std"]))
     return x[None]

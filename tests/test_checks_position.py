@@ -100,13 +100,13 @@ def sincos_numpy(rows, cols, dim):
     return torch.from_numpy(emb)  # float64
 
 
-def sincos_loops(rows, cols, dim):
+def sincos_loops(rows, cols, dim, temperature=10000.0):
     out = torch.zeros(rows * cols, dim)
     d = dim // 2
     for r in range(rows):
         for c in range(cols):
             for i in range(d // 2):
-                w = 10000 ** (-2 * i / d)
+                w = temperature ** (-2 * i / d)
                 out[r * cols + c, i] = math.sin(r * w)
                 out[r * cols + c, d // 2 + i] = math.cos(r * w)
                 out[r * cols + c, d + i] = math.sin(c * w)

@@ -158,7 +158,7 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 def _mhsa(x, p, h: int, split: str = "ok", merge: str = "ok", scale: str = "head", o_proj: bool = True,
-          qkv_bias: bool = True):
+          qkv_bias: bool = True, sources: tuple[str, str, str] = ("q_proj", "k_proj", "v_proj")):
     """Multi-head self-attention from the weights `p`, with a switch per known mistake."""
     B, N, D = x.shape
     d = D // h
@@ -174,7 +174,7 @@ def _mhsa(x, p, h: int, split: str = "ok", merge: str = "ok", scale: str = "head
             return t.reshape(B, h, N, d)
         return t.reshape(B, N, h, d).transpose(1, 2)
 
-    q, k, v = (split_heads(proj(n, qkv_bias)) for n in ("q_proj", "k_proj", "v_proj"))  # (B, h, N, d)
+    q, k, v = (split_heads(proj(n, qkv_bias)) for n in sources)  # (B, h, N, d)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d if scale == "head" else D)  # (B, h, N, N)
     weights = scores.softmax(dim=-1)
     out = weights @ v  # (B, h, N, d)
@@ -207,6 +207,15 @@ def _mhsa_mistakes(x, p, h):
             lambda: _mhsa(x, p, h, scale="full"),
         ),
         ("o_proj is not applied: the merged heads go through o_proj at the end", lambda: _mhsa(x, p, h, o_proj=False)),
+        (
+            "q and k are swapped: the queries come from q_proj(x), the keys from k_proj(x); "
+            "the swap transposes every head's scores",
+            lambda: _mhsa(x, p, h, sources=("k_proj", "q_proj", "v_proj")),
+        ),
+        (
+            "the keys are used as values: v = v_proj(x), and out = weights @ v",
+            lambda: _mhsa(x, p, h, sources=("q_proj", "k_proj", "k_proj")),
+        ),
         (
             "the q/k/v biases are ignored: use the projections as layers (self.q_proj(x)) so qkv_bias is honoured",
             lambda: _mhsa(x, p, h, qkv_bias=False),
@@ -292,6 +301,10 @@ def check_multi_head_self_attention(cls) -> str:
             cause = "forward returns None for the weights: return the (B, heads, N, N) attention weights too"
         elif isinstance(got[1], torch.Tensor) and tuple(got[1].shape) == (B, N, N) and h > 1:
             cause = "the weights are averaged over heads: return them per head, (B, heads, N, N)"
+        elif isinstance(got[1], torch.Tensor) and tuple(got[1].shape) == (B, N, D // h, D // h) and D // h != N:
+            cause = ("the heads are split with transpose(2, 3): after reshaping to (B, N, heads, head_dim), "
+                     "transpose(1, 2) gives (B, heads, N, head_dim); transpose(2, 3) makes the weights "
+                     "(B, N, head_dim, head_dim)")
         elif _swapped(got, expected):
             cause = "out and weights are swapped: return (out, weights)"
         else:

@@ -75,7 +75,8 @@ def init_weights(module: torch.nn.Module, regime: str, seed: int) -> None:
 
 
 def _block(x, p, h: int, eps: float, act: str = "gelu", post_norm: bool = False, attn_residual: bool = True,
-           mlp_residual: bool = True, first: str = "norm1", second: str = "norm2", unbiased: bool = False):
+           mlp_residual: bool = True, first: str = "norm1", second: str = "norm2", unbiased: bool = False,
+           parallel: bool = False):
     """A block from the weights `p`, with a switch per known mistake."""
     D = x.shape[-1]
     attn_p = {k[len("attn."):]: v for k, v in p.items() if k.startswith("attn.")}
@@ -83,6 +84,7 @@ def _block(x, p, h: int, eps: float, act: str = "gelu", post_norm: bool = False,
         "gelu": F.gelu,
         "tanh": lambda t: F.gelu(t, approximate="tanh"),
         "relu": F.relu,
+        "quick": lambda t: t * torch.sigmoid(1.702 * t),  # CLIP's quick GELU
     }[act]
 
     def norm(t, name):
@@ -100,6 +102,8 @@ def _block(x, p, h: int, eps: float, act: str = "gelu", post_norm: bool = False,
     if post_norm:  # the original Transformer: normalise after each residual sum
         x = norm(x + attn(x), first)
         return norm(x + mlp(x), second)
+    if parallel:  # GPT-J / ViT-22B: both branches read the same x
+        return x + attn(norm(x, first)) + mlp(norm(x, second))
     a = attn(norm(x, first))
     x = x + a if attn_residual else a
     m = mlp(norm(x, second))
@@ -136,6 +140,15 @@ def _mistakes(x, p, h, eps):
             lambda: _block(x, p, h, eps, act="tanh"),
         ),
         ("ReLU instead of GELU: the MLP uses nn.GELU()", lambda: _block(x, p, h, eps, act="relu")),
+        (
+            "quick GELU (x * sigmoid(1.702 x), CLIP's activation): ViT uses the exact erf GELU, nn.GELU()",
+            lambda: _block(x, p, h, eps, act="quick"),
+        ),
+        (
+            "attention and MLP run in parallel on the same x (x + attn(norm1(x)) + mlp(norm2(x))): in ViT they "
+            "run one after the other, the MLP reads x after the attention residual",
+            lambda: _block(x, p, h, eps, parallel=True),
+        ),
         (
             "LayerNorm with the unbiased variance (torch.var's default): use x.var(-1, unbiased=False, keepdim=True) "
             "or nn.LayerNorm",

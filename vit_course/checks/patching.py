@@ -71,6 +71,13 @@ def _reshape_without_full_permute(x: torch.Tensor, P: int) -> torch.Tensor:
     return x.reshape(B, -1, C * P * P)
 
 
+def _pixels_transposed(x: torch.Tensor, P: int) -> torch.Tensor:
+    # (B, C, rows, P, cols, P) -> (B, rows, cols, C, P, P) with the two pixel axes swapped
+    B, C, H, W = x.shape
+    x = x.reshape(B, C, H // P, P, W // P, P).permute(0, 2, 4, 1, 5, 3)  # (B, rows, cols, C, P_w, P_h)
+    return x.reshape(B, -1, C * P * P)
+
+
 def _unfold(x: torch.Tensor, P: int) -> torch.Tensor:
     # F.unfold gives (B, C*P*P, N): right order, but not transposed back
     from vit_course.patches import patchify
@@ -111,6 +118,11 @@ MISTAKES = [
         "the output is transposed: (B, C*P*P, N) instead of (B, N, C*P*P) (F.unfold returns the former): "
         "add .transpose(1, 2)",
         _unfold,
+    ),
+    (
+        "the pixels inside each patch are transposed: permute(0, 2, 4, 1, 5, 3) puts the pixel column before "
+        "the pixel row; use permute(0, 2, 4, 1, 3, 5), so each patch reads row by row like the conv kernel",
+        _pixels_transposed,
     ),
 ]
 

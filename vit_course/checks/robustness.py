@@ -65,7 +65,15 @@ SHIFT_MISTAKES = [
 ]
 
 
-@check("shift_images", reference="vit_course.robustness:shift_images")
+def _shift_hints(error: BaseException) -> str | None:
+    text = str(error)
+    if "must match the existing size (0)" in text or "existing size (0)" in text:
+        return ("an empty slice: when a shift is 0, images[..., :-0] selects nothing (-0 is 0); "
+                "slice with images[..., :H - dy] or [: -dy or None]")
+    return None
+
+
+@check("shift_images", hints=_shift_hints, reference="vit_course.robustness:shift_images")
 def check_shift_images(fn) -> str:
     """`fn(images (..., H, W), dx, dy) -> (..., H, W)`: compare with `vit_course.robustness.shift_images`."""
     from vit_course.robustness import shift_images
