@@ -184,11 +184,11 @@ def test_an_endless_loop_is_stopped_with_the_case_named():
         while True:
             pass
 
-    compare.settings.time_limit_s = 0.3
+    limit, compare.settings.time_limit_s = compare.settings.time_limit_s, 0.3  # a grader sets its own
     try:
         result = checks.check_patchify(loops)
     finally:
-        compare.settings.time_limit_s = 15.0
+        compare.settings.time_limit_s = limit
     assert not result.passed
     assert "ran for more than 0.3 s on a batch of 2 RGB 8x8 images, patch_size=4" in result.message, str(result)
 
