@@ -8,6 +8,7 @@ The check tests feed each check correct solutions written differently from the r
 import math
 
 import pytest
+from learner_copies import as_learner
 import torch
 import torch.nn.functional as F
 
@@ -136,7 +137,7 @@ def _meshgrid_solution(attn, grid_size, patch_size):
     return torch.einsum("hij,ij->hi", a, dist).mean(-1)
 
 
-@pytest.mark.parametrize("solution", [mean_attention_distance, _loop_solution, _meshgrid_solution])
+@pytest.mark.parametrize("solution", [as_learner(mean_attention_distance), _loop_solution, _meshgrid_solution])
 def test_check_mean_attention_distance_accepts_correct_solutions(solution):
     result = check_mean_attention_distance(solution)
     assert result.passed, str(result)
@@ -254,7 +255,7 @@ def _shift_loop(images, dx, dy):
     return out
 
 
-@pytest.mark.parametrize("solution", [shift_images, _shift_pad_crop, _shift_loop])
+@pytest.mark.parametrize("solution", [as_learner(shift_images), _shift_pad_crop, _shift_loop])
 def test_check_shift_images_accepts_correct_solutions(solution):
     result = check_shift_images(solution)
     assert result.passed, str(result)
@@ -303,7 +304,7 @@ def _shuffle_einops(images, patch_size, generator):
     return rearrange(x, "... (h w) p1 p2 -> ... (h p1) (w p2)", h=H // P)
 
 
-@pytest.mark.parametrize("solution", [shuffle_patches, _shuffle_unfold, _shuffle_einops])
+@pytest.mark.parametrize("solution", [as_learner(shuffle_patches), _shuffle_unfold, _shuffle_einops])
 def test_check_shuffle_patches_accepts_correct_solutions(solution):
     result = check_shuffle_patches(solution)
     assert result.passed, str(result)

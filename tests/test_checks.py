@@ -12,6 +12,7 @@ import functools
 import math
 
 import pytest
+from learner_copies import as_learner
 import torch
 from einops import rearrange
 from torch import nn
@@ -333,6 +334,7 @@ def preprocess_pil(image, processor, rescale=True, normalize_first=False, channe
     from PIL import Image
 
     H, W = processor.size["height"], processor.size["width"]
+    image = image.convert("RGB")
     size = (H, W) if swap_size else (W, H)
     x = np.asarray(image.resize(size, Image.BILINEAR if resample is None else resample), dtype=np.float32)
     mean, std = np.array(processor.image_mean, np.float32), np.array(processor.image_std, np.float32)
@@ -350,7 +352,7 @@ def preprocess_from_dict(image, config):
     import torchvision.transforms.v2.functional as tvF
 
     size = config["size"]
-    x = tvF.pil_to_tensor(image)
+    x = tvF.pil_to_tensor(image.convert("RGB"))
     x = tvF.resize(x, [size["height"], size["width"]], antialias=True).float() * config["rescale_factor"]
     x = tvF.normalize(x, list(config["image_mean"]), list(config["image_std"]))
     return x[None]
@@ -384,6 +386,7 @@ def top_k_with(softmax=True, ascending=False, offset=0):
 
 def freeze_vit(model):
     model.vit.requires_grad_(False)
+    return model
 
 
 def freeze_all(model):
@@ -552,7 +555,7 @@ MISTAKES = [
 @pytest.mark.parametrize("key", list(CHECKS))
 def test_reference_passes(key):
     check, reference, _ = CHECKS[key]
-    result = check(reference)
+    result = check(as_learner(reference))
     assert result.passed and result.status == "pass", str(result)
 
 
@@ -627,7 +630,7 @@ def test_forgotten_transpose_of_k_that_raises_gets_a_hint():
 
 
 def test_results_render_as_text_and_html():
-    passed = checks.check_patchify(patchify)
+    passed = checks.check_patchify(as_learner(patchify))
     failed = checks.check_patchify(patchify_ppc)
     todo = checks.check_patchify(stub)
     assert str(passed).startswith("✓ check_patchify passed")

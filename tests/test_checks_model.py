@@ -1,6 +1,7 @@
 """check_vision_transformer: correct models pass, each known mistake fails and is named."""
 
 import pytest
+from learner_copies import as_learner
 import torch
 from torch import nn
 
@@ -32,7 +33,7 @@ class ScratchViT(nn.Module):
 
 
 def test_reference_and_scratch_models_pass():
-    for cls in (VisionTransformer, ScratchViT):
+    for cls in (as_learner(VisionTransformer), ScratchViT):
         result = check_vision_transformer(cls)
         assert result.passed, f"expected {cls.__name__} to pass, got: {result}"
 

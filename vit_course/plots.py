@@ -155,6 +155,22 @@ def similarity_map(embeddings: torch.Tensor, rows: int, cols: int, index: int, a
     return image
 
 
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) in pixels, read from a PNG's header."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
+        raise ValueError(f"expected PNG bytes, got {png[:8]!r}")
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def show_at_natural_size(image) -> None:
+    """Give a PNG `widgets.Image` its own pixel width, so a wide output area does not stretch
+    (and blur) it; it still shrinks to fit a narrow window."""
+    width, _ = png_size(image.value)
+    image.layout.width = f"{width}px"
+    image.layout.height = "auto"
+    image.layout.max_width = "100%"
+
+
 def figure_widget(draw, figsize=(4, 4), **controls):
     """Controls (name -> ipywidget) above a figure that `draw(fig, **values)` redraws on change.
 
@@ -173,6 +189,7 @@ def figure_widget(draw, figsize=(4, 4), **controls):
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", bbox_inches="tight")
         image.value = buffer.getvalue()
+        show_at_natural_size(image)
 
     for control in controls.values():
         control.observe(update, names="value")

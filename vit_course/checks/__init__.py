@@ -4,12 +4,16 @@ Each check runs your code and the reference on the same seeded inputs, including
 cases (a batch of one, non-square images, one channel, an odd number of heads, a single
 token), and returns a `CheckResult`: green when it passed, red with the first difference
 and the likely cause when not, amber while the exercise still raises NotImplementedError.
-A check never raises. `use_or_reference` then picks your object or the reference, so
-later cells keep working either way:
+A check never raises, and refuses the course's own reference. `use_or_reference` then
+picks your object or the reference under another name, so later cells keep working either
+way and re-running the check still checks your code:
 
     result = check_patchify(patchify)
-    result
-    patchify = use_or_reference(result, patchify, vit_course.patches.patchify)
+    display(result)
+    to_patches = use_or_reference(result, patchify, vit_course.patches.patchify)
+
+`vit_course.checks.compare` is the runner every check uses (`compare.settings` holds its
+time limit).
 """
 
 from .attention import check_multi_head_self_attention, check_scaled_dot_product_attention

@@ -21,6 +21,7 @@ from .compare import (
     check,
     diagnose,
     fmt_shape,
+    learner_backward,
     learner_call,
     randn,
     shape_of,
@@ -114,7 +115,8 @@ def _swapped(got, expected) -> bool:
     return close(got[0], expected[1]) and close(got[1], expected[0])
 
 
-@check("scaled_dot_product_attention", hints=_sdpa_hints)
+@check("scaled_dot_product_attention", hints=_sdpa_hints,
+       reference="vit_course.attention:scaled_dot_product_attention")
 def check_scaled_dot_product_attention(fn) -> str:
     """`fn(q, k, v) -> (out, weights)`: compare with `vit_course.attention.scaled_dot_product_attention`."""
     from vit_course.attention import scaled_dot_product_attention
@@ -124,7 +126,7 @@ def check_scaled_dot_product_attention(fn) -> str:
         k = randn(*k_shape, seed=3 * seed + 1)
         v = randn(*v_shape, seed=3 * seed + 2)
         expected = scaled_dot_product_attention(q, k, v)
-        got = _split_pair(learner_call(fn, q.clone(), k.clone(), v.clone(), case=case), "your function")
+        got = _split_pair(learner_call(fn, q.clone(), k.clone(), v.clone(), case=case, names=("q", "k", "v")), "your function")
         problems = tensor_problems("out", got[0], expected[0]) + tensor_problems("weights", got[1], expected[1])
         if not problems:
             continue
@@ -156,7 +158,7 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 def _mhsa(x, p, h: int, split: str = "ok", merge: str = "ok", scale: str = "head", o_proj: bool = True,
-          qkv_bias: bool = True):
+          qkv_bias: bool = True, sources: tuple[str, str, str] = ("q_proj", "k_proj", "v_proj")):
     """Multi-head self-attention from the weights `p`, with a switch per known mistake."""
     B, N, D = x.shape
     d = D // h
@@ -172,7 +174,7 @@ def _mhsa(x, p, h: int, split: str = "ok", merge: str = "ok", scale: str = "head
             return t.reshape(B, h, N, d)
         return t.reshape(B, N, h, d).transpose(1, 2)
 
-    q, k, v = (split_heads(proj(n, qkv_bias)) for n in ("q_proj", "k_proj", "v_proj"))  # (B, h, N, d)
+    q, k, v = (split_heads(proj(n, qkv_bias)) for n in sources)  # (B, h, N, d)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d if scale == "head" else D)  # (B, h, N, N)
     weights = scores.softmax(dim=-1)
     out = weights @ v  # (B, h, N, d)
@@ -205,6 +207,15 @@ def _mhsa_mistakes(x, p, h):
             lambda: _mhsa(x, p, h, scale="full"),
         ),
         ("o_proj is not applied: the merged heads go through o_proj at the end", lambda: _mhsa(x, p, h, o_proj=False)),
+        (
+            "q and k are swapped: the queries come from q_proj(x), the keys from k_proj(x); "
+            "the swap transposes every head's scores",
+            lambda: _mhsa(x, p, h, sources=("k_proj", "q_proj", "v_proj")),
+        ),
+        (
+            "the keys are used as values: v = v_proj(x), and out = weights @ v",
+            lambda: _mhsa(x, p, h, sources=("q_proj", "k_proj", "k_proj")),
+        ),
         (
             "the q/k/v biases are ignored: use the projections as layers (self.q_proj(x)) so qkv_bias is honoured",
             lambda: _mhsa(x, p, h, qkv_bias=False),
@@ -258,11 +269,12 @@ def _check_projections(learner, D: int, qkv_bias: bool) -> None:
             )
 
 
-@check("MultiHeadSelfAttention", hints=_sdpa_hints)
+@check("MultiHeadSelfAttention", hints=_sdpa_hints, reference="vit_course.attention:MultiHeadSelfAttention")
 def check_multi_head_self_attention(cls) -> str:
     """`cls(hidden_size, num_heads, qkv_bias=...)`, `forward(x) -> (out, weights)`: compare with the reference."""
     from vit_course.attention import MultiHeadSelfAttention
 
+    backward = []
     for seed, (D, h, qkv_bias, B, N, case) in enumerate(MHSA_CASES):
         reference = MultiHeadSelfAttention(D, h, qkv_bias=qkv_bias).eval()
         _init_attention(reference, seed)
@@ -278,9 +290,10 @@ def check_multi_head_self_attention(cls) -> str:
         x = randn(B, N, D, seed=500 + seed)
         with torch.no_grad():
             expected = reference(x)
-        got = _split_pair(learner_call(learner, x.clone(), case=case), "forward")
+        got = _split_pair(learner_call(learner, x.clone(), case=case, names=("x",)), "forward")
         problems = tensor_problems("out", got[0], expected[0]) + tensor_problems("weights", got[1], expected[1])
         if not problems:
+            backward.append((learner, x, case))
             continue
         p = {k: v.detach() for k, v in reference.state_dict().items()}
         cause = None
@@ -288,6 +301,10 @@ def check_multi_head_self_attention(cls) -> str:
             cause = "forward returns None for the weights: return the (B, heads, N, N) attention weights too"
         elif isinstance(got[1], torch.Tensor) and tuple(got[1].shape) == (B, N, N) and h > 1:
             cause = "the weights are averaged over heads: return them per head, (B, heads, N, N)"
+        elif isinstance(got[1], torch.Tensor) and tuple(got[1].shape) == (B, N, D // h, D // h) and D // h != N:
+            cause = ("the heads are split with transpose(2, 3): after reshaping to (B, N, heads, head_dim), "
+                     "transpose(1, 2) gives (B, heads, N, head_dim); transpose(2, 3) makes the weights "
+                     "(B, N, head_dim, head_dim)")
         elif _swapped(got, expected):
             cause = "out and weights are swapped: return (out, weights)"
         else:
@@ -297,6 +314,9 @@ def check_multi_head_self_attention(cls) -> str:
             details=(f"on {case}", *problems),
             cause=cause,
         )
+    # once every forward matches: a backward pass, so a mistake in forward is named first
+    for learner, x, case in backward:
+        learner_backward(learner, x.clone(), case=case, expected=[f"{n}.weight" for n in PROJECTIONS])
     return (
         f"{len(MHSA_CASES)} cases match vit_course.attention.MultiHeadSelfAttention "
         "(1 to 4 heads, with and without qkv bias, N=1)"

@@ -115,7 +115,8 @@ def _hints(error: BaseException) -> str | None:
     return None
 
 
-@check("mean_attention_distance", hints=_hints)
+@check("mean_attention_distance", hints=_hints,
+       reference="vit_course.attention_stats:mean_attention_distance")
 def check_mean_attention_distance(fn) -> str:
     """`fn(attn (heads, T, T), grid_size (rows, cols), patch_size) -> (heads,)`: compare with
     `vit_course.attention_stats.mean_attention_distance`."""
@@ -124,7 +125,7 @@ def check_mean_attention_distance(fn) -> str:
     for seed, (heads, (rows, cols), P, kind, case) in enumerate(CASES):
         attn = make_attention(heads, rows, cols, kind, seed)
         expected = mean_attention_distance(attn, (rows, cols), P)
-        got = learner_call(fn, attn.clone(), (rows, cols), P, case=case)
+        got = learner_call(fn, attn.clone(), (rows, cols), P, case=case, names=("attn",))
         problems = tensor_problems("distances", got, expected, atol=1e-4, rtol=1e-4)
         if not problems:
             continue

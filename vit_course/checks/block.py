@@ -22,6 +22,7 @@ from .compare import (
     copy_weights,
     diagnose,
     fmt_shape,
+    learner_backward,
     learner_call,
     randn,
     shape_of,
@@ -74,7 +75,8 @@ def init_weights(module: torch.nn.Module, regime: str, seed: int) -> None:
 
 
 def _block(x, p, h: int, eps: float, act: str = "gelu", post_norm: bool = False, attn_residual: bool = True,
-           mlp_residual: bool = True, first: str = "norm1", second: str = "norm2", unbiased: bool = False):
+           mlp_residual: bool = True, first: str = "norm1", second: str = "norm2", unbiased: bool = False,
+           parallel: bool = False):
     """A block from the weights `p`, with a switch per known mistake."""
     D = x.shape[-1]
     attn_p = {k[len("attn."):]: v for k, v in p.items() if k.startswith("attn.")}
@@ -82,6 +84,7 @@ def _block(x, p, h: int, eps: float, act: str = "gelu", post_norm: bool = False,
         "gelu": F.gelu,
         "tanh": lambda t: F.gelu(t, approximate="tanh"),
         "relu": F.relu,
+        "quick": lambda t: t * torch.sigmoid(1.702 * t),  # CLIP's quick GELU
     }[act]
 
     def norm(t, name):
@@ -99,6 +102,8 @@ def _block(x, p, h: int, eps: float, act: str = "gelu", post_norm: bool = False,
     if post_norm:  # the original Transformer: normalise after each residual sum
         x = norm(x + attn(x), first)
         return norm(x + mlp(x), second)
+    if parallel:  # GPT-J / ViT-22B: both branches read the same x
+        return x + attn(norm(x, first)) + mlp(norm(x, second))
     a = attn(norm(x, first))
     x = x + a if attn_residual else a
     m = mlp(norm(x, second))
@@ -135,6 +140,15 @@ def _mistakes(x, p, h, eps):
             lambda: _block(x, p, h, eps, act="tanh"),
         ),
         ("ReLU instead of GELU: the MLP uses nn.GELU()", lambda: _block(x, p, h, eps, act="relu")),
+        (
+            "quick GELU (x * sigmoid(1.702 x), CLIP's activation): ViT uses the exact erf GELU, nn.GELU()",
+            lambda: _block(x, p, h, eps, act="quick"),
+        ),
+        (
+            "attention and MLP run in parallel on the same x (x + attn(norm1(x)) + mlp(norm2(x))): in ViT they "
+            "run one after the other, the MLP reads x after the attention residual",
+            lambda: _block(x, p, h, eps, parallel=True),
+        ),
         (
             "LayerNorm with the unbiased variance (torch.var's default): use x.var(-1, unbiased=False, keepdim=True) "
             "or nn.LayerNorm",
@@ -176,11 +190,12 @@ def _check_qkv_bias(learner, config) -> None:
         )
 
 
-@check("TransformerBlock")
+@check("TransformerBlock", reference="vit_course.block:TransformerBlock")
 def check_transformer_block(cls) -> str:
     """`cls(config)`, `forward(x) -> x`: compare with `vit_course.block.TransformerBlock`."""
     from vit_course.block import TransformerBlock
 
+    backward = []
     for seed, (overrides, regime, (B, N), std, case) in enumerate(CASES):
         config = make_config(**overrides)
         reference = TransformerBlock(config).eval()
@@ -195,7 +210,7 @@ def check_transformer_block(cls) -> str:
         x = randn(B, N, config.hidden_size, seed=700 + seed, std=std)
         with torch.no_grad():
             expected = reference(x)
-        got = learner_call(learner, x.clone(), case=case)
+        got = learner_call(learner, x.clone(), case=case, names=("x",))
         if isinstance(got, (tuple, list)) and got and isinstance(got[0], torch.Tensor):
             raise CheckFailure(
                 f"forward returned a {type(got).__name__} of {len(got)} items, expected one tensor of shape "
@@ -206,6 +221,7 @@ def check_transformer_block(cls) -> str:
         atol = 1e-5 * max(1.0, float(expected.abs().max()))
         problems = tensor_problems("output", got, expected, atol=atol)
         if not problems:
+            backward.append((learner, x, case, list(reference.state_dict())))
             continue
         p = {k: v.detach() for k, v in reference.state_dict().items()}
         h, eps = config.num_attention_heads, config.layer_norm_eps
@@ -217,6 +233,9 @@ def check_transformer_block(cls) -> str:
             details=(f"on {case}", *problems),
             cause=cause,
         )
+    # once every forward matches: a backward pass, so a mistake in forward is named first
+    for learner, x, case, names in backward:
+        learner_backward(learner, x.clone(), case=case, expected=names)
     return (
         f"{len(CASES)} cases match vit_course.block.TransformerBlock "
         "(HF init and std 0.3 weights, small-variance inputs, qkv_bias=False, N=1)"

@@ -1,18 +1,36 @@
-"""The machinery every check shares: call learner code safely, compare with the reference.
+"""The check runner every check uses: call learner code safely, compare with the reference.
 
-A check body calls learner code only through `learner_call`, so an exception there is
-told apart from a bug in the check. It ends by returning a success message or raising
-`CheckFailure`; `check` turns either, or a learner exception, into a `CheckResult` and
-never lets an exception out. `diagnose` runs the known mistakes on the failing case and
-names the one whose output the learner's matches. Inputs come from `randn`, seeded per
-case, so every message is the same on every run.
+A check body calls learner code only through `learner_call` (and `learner_backward` for
+modules), so an exception there is told apart from a bug in the check. Each call
+
+- stops after `settings.time_limit_s` seconds with a message naming the case,
+- captures what the learner's code prints (shown, cut short, under the verdict),
+- fails when it changes its inputs in place or torch's global settings (default dtype,
+  threads, deterministic algorithms, default device), and puts those settings back,
+- runs without gradients and without touching the caller's RNG state.
+
+A body ends by returning a success message or raising `CheckFailure`; `check` turns
+either, or a learner exception, into a `CheckResult` and never lets an exception out. It
+refuses the course's own reference ("run your exercise cell first"). `tensor_problems`
+requires the reference's type and dtype; `diagnose` runs the known mistakes on the
+failing case and names the one whose output the learner's matches. Inputs come from
+`randn`, seeded per case, so every message is the same on every run. Used by every
+module in `vit_course.checks`, so by the check cells of notebooks 01-08.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
+import io
 import math
+import numbers
+import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,6 +39,26 @@ from .result import TODO, CheckResult
 
 ATOL = 1e-5
 RTOL = 1e-5
+
+
+@dataclass
+class Settings:
+    """What the runner allows learner code; a grader may change these before it calls checks.
+
+    Args:
+        time_limit_s: seconds one call of learner code may run (None: no limit). Enforced
+            with SIGALRM, so only in the main thread of a process that has it.
+        print_limit: characters of the learner's prints shown under a verdict.
+        run_backward: run a backward pass through the learner's modules. A module whose
+            forward runs elsewhere can also opt out with `_vit_course_remote = True`.
+    """
+
+    time_limit_s: float | None = 15.0
+    print_limit: int = 600
+    run_backward: bool = True
+
+
+settings = Settings()
 
 
 class CheckFailure(Exception):
@@ -40,20 +78,274 @@ class LearnerError(Exception):
         super().__init__(str(error))
         self.error = error
         self.case = case
-        # raised by the call itself (a signature mismatch), not inside the learner's code
-        tb = error.__traceback__
-        self.at_call = tb is not None and tb.tb_next is None
+        # raised by the call itself (a signature mismatch), not inside the learner's code;
+        # a caller that runs learner code elsewhere says so with `_vit_course_at_call`
+        flag = getattr(error, "_vit_course_at_call", None)
+        if isinstance(flag, bool):
+            self.at_call = flag
+        else:
+            tb = error.__traceback__
+            self.at_call = tb is not None and tb.tb_next is None
 
 
-def learner_call(fn: Callable, *args, case: str = "", **kwargs) -> Any:
-    """Call learner code without gradients and without touching the global RNG state."""
+class _TimeLimit(BaseException):
+    """Raised inside learner code when it runs past `settings.time_limit_s`."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None):
+    usable = (
+        seconds is not None and seconds > 0 and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise _TimeLimit()
+
+    start = time.monotonic()
+    previous_handler = signal.signal(signal.SIGALRM, stop)
+    previous_timer = signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            return fn(*args, **kwargs)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
+        if previous_timer[0] > 0:  # an outer timer was running: let it go on
+            left = max(previous_timer[0] - (time.monotonic() - start), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, left, previous_timer[1])
+
+
+class _Printed(io.TextIOBase):
+    """A stream that keeps the first characters written to it and counts the rest."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep, self.text, self.total = keep, [], 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        kept = sum(len(t) for t in self.text)
+        if kept < self.keep:
+            self.text.append(s[: self.keep - kept])
+        self.total += len(s)
+        return len(s)
+
+
+# what learner code printed during the current check: one _Printed per check
+_printed: list[_Printed] = []
+
+
+def _printed_lines() -> list[str]:
+    if not _printed or not _printed[-1].total:
+        return []
+    out = _printed[-1]
+    text = "".join(out.text).rstrip("\n")
+    lines = [f"your code printed {out.total:,} characters" + (f"; the first {len(text):,}:" if out.total > len(text) else ":")]
+    lines += ["  | " + line for line in text.splitlines()[:12]]
+    return lines
+
+
+def _global_state() -> dict[str, Any]:
+    """torch's process-wide settings that learner code could change by accident."""
+    state = {
+        "default dtype": torch.get_default_dtype(),
+        "number of threads": torch.get_num_threads(),
+        "deterministic algorithms": (
+            torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+        ),
+        "grad mode": torch.is_grad_enabled(),
+    }
+    if hasattr(torch, "get_default_device"):
+        state["default device"] = str(torch.get_default_device())
+    return state
+
+
+_SETTERS = {
+    "default dtype": ("torch.set_default_dtype", lambda v: torch.set_default_dtype(v)),
+    "number of threads": ("torch.set_num_threads", lambda v: torch.set_num_threads(v)),
+    "deterministic algorithms": (
+        "torch.use_deterministic_algorithms", lambda v: torch.use_deterministic_algorithms(v[0], warn_only=v[1])
+    ),
+    "grad mode": ("torch.set_grad_enabled", lambda v: torch.set_grad_enabled(v)),
+    "default device": ("torch.set_default_device", lambda v: torch.set_default_device(v)),
+}
+
+
+def _restore(before: dict[str, Any]) -> list[str]:
+    """Put back every setting that changed since `before`; the names of those that did."""
+    changed = []
+    after = _global_state()
+    for key, value in before.items():
+        if after.get(key) != value:
+            changed.append(f"{key} {_show_setting(value)} -> {_show_setting(after.get(key))} ({_SETTERS[key][0]})")
+            _SETTERS[key][1](value)
+    return changed
+
+
+def _show_setting(value: Any) -> str:
+    return str(value).replace("torch.", "") if not isinstance(value, tuple) else str(value[0])
+
+
+def _snapshot(value: Any, depth: int = 0) -> Any:
+    """A copy of the tensors in `value` (tensors, modules, PIL images, lists, dicts), else None."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, torch.nn.Module):
+        return {k: v.detach().clone() for k, v in value.state_dict().items()}
+    if hasattr(value, "tobytes") and hasattr(value, "mode") and hasattr(value, "size"):  # a PIL image
+        return (value.mode, value.size, value.tobytes())
+    if depth < 2 and isinstance(value, (list, tuple)):
+        return [_snapshot(v, depth + 1) for v in value]
+    if depth < 2 and isinstance(value, dict):
+        return {k: _snapshot(v, depth + 1) for k, v in value.items()}
+    return None
+
+
+def _changes(value: Any, before: Any, what: str) -> list[str]:
+    """Where `value` differs from its `_snapshot`: e.g. ["q", "conv's weight"]."""
+    if before is None:
+        return []
+    if isinstance(value, torch.Tensor):
+        same = value.shape == before.shape and bool(torch.equal(value.detach(), before)) if value.dtype == before.dtype else False
+        if not same and value.is_floating_point() and value.shape == before.shape:
+            same = bool(torch.equal(value.detach().isnan(), before.isnan())) and bool(
+                (value.detach().nan_to_num() == before.nan_to_num()).all()
+            )
+        return [] if same else [what]
+    if isinstance(value, torch.nn.Module):
+        now = value.state_dict()
+        return [f"{what}'s {k}" for k, v in before.items() if k not in now or _changes(now[k], v, k)]
+    if isinstance(before, tuple):  # a PIL image
+        return [] if (value.mode, value.size, value.tobytes()) == before else [what]
+    if isinstance(before, list) and isinstance(value, (list, tuple)):
+        if len(value) != len(before):
+            return [what]
+        return [c for i, (v, b) in enumerate(zip(value, before)) for c in _changes(v, b, f"{what}[{i}]")]
+    if isinstance(before, dict) and isinstance(value, dict):
+        return [c for k, b in before.items() for c in (_changes(value[k], b, f"{what}[{k!r}]") if k in value else [what])]
+    return []
+
+
+def _input_names(args: tuple, kwargs: dict, names: Sequence[str] | None) -> list[tuple[str, Any]]:
+    named = [(names[i] if names and i < len(names) else f"argument {i + 1}", a) for i, a in enumerate(args)]
+    return named + list(kwargs.items())
+
+
+def learner_call(fn: Callable, *args, case: str = "", names: Sequence[str] | None = None, grad: bool = False,
+                 **kwargs) -> Any:
+    """Call learner code `fn(*args, **kwargs)`: the one door through which checks run it.
+
+    Without gradients unless `grad`, without touching the caller's RNG state, under the
+    time limit, with its prints captured. `names` name the positional arguments in
+    messages ("q", "k", "v"). Raises `LearnerError` when the learner's code raises,
+    `CheckFailure` when it ran too long or changed its inputs or torch's settings.
+    """
+    inputs = _input_names(args, kwargs, names)
+    snapshots = [_snapshot(value) for _, value in inputs]
+    before = _global_state()
+    stream = _printed[-1] if _printed else _Printed(0)
+    timed_out = False
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.random.fork_rng(devices=[]))
+            stack.enter_context(torch.enable_grad() if grad else torch.no_grad())
+            stack.enter_context(contextlib.redirect_stdout(stream))
+            stack.enter_context(contextlib.redirect_stderr(stream))
+            stack.enter_context(_time_limit(settings.time_limit_s))
+            try:
+                result = fn(*args, **kwargs)
+            except _TimeLimit:
+                timed_out = True
     except (KeyboardInterrupt, SystemExit):
+        _restore(before)
         raise
+    except _TimeLimit:  # the alarm fired between the call's end and the timer's cancel
+        timed_out = True
     except BaseException as error:  # a learner's bug, whatever it is
+        _restore(before)
         raise LearnerError(error, case) from error
+    changed = _restore(before)
+    if timed_out:
+        raise CheckFailure(
+            f"your code ran for more than {settings.time_limit_s:g} s on {case or 'a case'} and was stopped",
+            details=(f"on {case}",) if case else (),
+            cause="an endless loop, or far more work than needed: every input the check passes is tiny",
+        )
+    if changed:
+        raise CheckFailure(
+            "your code changed torch's global settings (the check put them back): " + "; ".join(changed),
+            details=(f"on {case}",) if case else (),
+            cause="a function should not change settings for the whole notebook: remove the call from it",
+        )
+    modified = [c for (what, value), snap in zip(inputs, snapshots) for c in _changes(value, snap, what)]
+    if modified:
+        shown = ", ".join(modified[:4]) + (f" and {len(modified) - 4} more" if len(modified) > 4 else "")
+        raise CheckFailure(
+            f"your code changed its input in place: {shown}",
+            details=(f"on {case}",) if case else (),
+            cause="an in-place operation on an input (q *= ..., x += ..., x[...] = ..., .add_(), .zero_()) "
+                  "changes the caller's tensor: make a new one instead, q = q * ...",
+        )
+    return result
+
+
+def learner_backward(module: Any, *args, case: str = "", expected: Sequence[str] = ()) -> None:
+    """Run `module(*args)` with gradients and backpropagate a scalar made from its output.
+
+    Fails when backward raises (an in-place operation autograd could not undo) or when a
+    parameter named in `expected` gets no gradient. Skipped when `settings.run_backward`
+    is off or the module says its forward runs elsewhere (`_vit_course_remote`).
+    """
+    if not settings.run_backward or getattr(module, "_vit_course_remote", False):
+        return
+    if not isinstance(module, torch.nn.Module):
+        return
+    for p in module.parameters():
+        p.grad = None
+
+    def forward_backward(*inputs):
+        out = module(*inputs)
+        if isinstance(out, (tuple, list)) and out:
+            out = out[0]
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return False
+        weights = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)
+        (out * weights).sum().backward()
+        return True
+
+    try:
+        flows = learner_call(forward_backward, *args, case=case, names=("x",), grad=True)
+    except LearnerError as e:
+        if "inplace" in str(e.error) or "in-place" in str(e.error):
+            raise CheckFailure(
+                f"forward is right, but backward fails: {describe_exception(e.error)}",
+                details=(f"on {case}",) if case else (),
+                cause="an in-place operation (x += ..., x.add_(...), an activation with inplace=True) overwrote a "
+                      "tensor autograd needs: write x = x + attn(norm1(x))",
+            ) from None
+        raise
+    if not flows:
+        raise CheckFailure(
+            "forward is right, but no gradient flows from its output back to the parameters",
+            details=(f"on {case}",) if case else (),
+            cause="forward runs under torch.no_grad() or leaves torch (.detach(), .data, .item(), numpy): "
+                  "keep the whole computation in torch",
+        )
+    params = dict(module.named_parameters())
+    missing = [n for n in expected if n in params and params[n].requires_grad and params[n].grad is None]
+    for p in module.parameters():
+        p.grad = None
+    if missing:
+        raise CheckFailure(
+            f"forward is right, but backward gives no gradient to {', '.join(missing[:4])}"
+            + (f" and {len(missing) - 4} more" if len(missing) > 4 else ""),
+            details=(f"on {case}",) if case else (),
+            cause="these parameters are reached through .detach() or .data (or not used): use them directly",
+        )
 
 
 def describe_exception(error: BaseException) -> str:
@@ -67,12 +359,26 @@ def describe_exception(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def check(exercise: str, hints: Callable[[BaseException], str | None] | None = None):
+def _resolve(path: str) -> Any:
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):  # pragma: no cover - a typo in a check
+        return None
+
+
+REFUSED = "this is vit_course's reference, not your code: run your exercise cell first"
+
+
+def check(exercise: str, hints: Callable[[BaseException], str | None] | None = None,
+          reference: str | Sequence[str] = ()):
     """Turn a check body into a `check_*` function that always returns a `CheckResult`.
 
     `exercise` names the learner's object in messages ("patchify"). `hints(error)` may
-    return a likely cause for an exception raised by learner code.
+    return a likely cause for an exception raised by learner code. `reference` names the
+    course's answers ("vit_course.patches:patchify"): passing one of them is refused.
     """
+    references = (reference,) if isinstance(reference, str) else tuple(reference)
 
     def decorate(body: Callable[..., str]) -> Callable[..., CheckResult]:
         name = body.__name__
@@ -81,6 +387,23 @@ def check(exercise: str, hints: Callable[[BaseException], str | None] | None = N
         def run(obj, *args, **kwargs) -> CheckResult:
             if obj is None:
                 return CheckResult(False, f"expected your {exercise}, got None", name)
+            for path in references:
+                if obj is _resolve(path):
+                    return CheckResult(False, REFUSED, name, details=(f"{path.replace(':', '.')} is the course's answer",))
+            before = _global_state()
+            _printed.append(_Printed(settings.print_limit))
+            try:
+                result = _run(body, name, obj, args, kwargs)
+                printed = _printed_lines()
+            finally:
+                _printed.pop()
+                _restore(before)
+            if printed:
+                result = CheckResult(result.passed, result.message, result.name, status=result.status,
+                                     details=(*result.details, *printed), cause=result.cause)
+            return result
+
+        def _run(body, name, obj, args, kwargs) -> CheckResult:
             try:
                 # a fixed seed inside, the caller's RNG state untouched outside
                 with torch.random.fork_rng(devices=[]):
@@ -103,7 +426,9 @@ def check(exercise: str, hints: Callable[[BaseException], str | None] | None = N
                 details = (f"on {e.case}",) if e.case else ()
                 return CheckResult(False, f"your code raised {describe_exception(e.error)}", name, details=details, cause=cause)
             except CheckFailure as e:
-                return CheckResult(False, e.message, name, details=e.details, cause=e.cause)
+                # a wrong type or dtype first: numbers that look like a known mistake may be a coincidence
+                cause = type_cause(e.details) or e.cause
+                return CheckResult(False, e.message, name, details=e.details, cause=cause)
             except Exception as e:  # a bug in the check, not in the learner's code
                 return CheckResult(
                     False,
@@ -115,6 +440,15 @@ def check(exercise: str, hints: Callable[[BaseException], str | None] | None = N
         return run
 
     return decorate
+
+
+def as_count(got: Any) -> float | None:
+    """`got` as a plain number when it is one (int, float, numpy or one-element tensor), else None."""
+    if isinstance(got, torch.Tensor) and got.numel() == 1:
+        got = got.item()
+    if isinstance(got, bool) or not isinstance(got, numbers.Real):
+        return None
+    return int(got) if isinstance(got, numbers.Integral) else float(got)
 
 
 def randn(*shape: int, seed: int, std: float = 1.0) -> torch.Tensor:
@@ -169,13 +503,39 @@ def max_abs_diff(got: Any, expected: torch.Tensor) -> float:
     return float(diff.nan_to_num(nan=math.inf).max()) if diff.numel() else 0.0
 
 
+def _dtype(dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def type_cause(lines: Sequence[str]) -> str | None:
+    """The cause for the lines `tensor_problems` gives a wrong type or dtype."""
+    text = " ".join(lines)
+    if "you returned a numpy." in text:
+        return ("the result is a numpy array: the next cells need a torch.Tensor, so stay in torch "
+                "(torch.from_numpy(array) converts one)")
+    if "you returned a torch.Tensor / " in text:
+        return ("the result has another dtype than the reference: numpy and Python floats default to float64; "
+                "compute in the input's dtype or convert with .to(dtype)")
+    return None
+
+
 def tensor_problems(what: str, got: Any, expected: torch.Tensor, atol: float = ATOL, rtol: float = RTOL) -> list[str]:
-    """Lines saying how `got` differs from `expected`; empty when they match."""
+    """Lines saying how `got` differs from `expected`; empty when they match.
+
+    `got` must be a torch.Tensor of the reference's dtype: a numpy array or a float64
+    tensor of the right numbers breaks the cells that use it next.
+    """
     tensor, expected = as_float_tensor(got), expected.detach()
-    if tensor is None:
-        return [f"{what} should be a torch.Tensor of shape {fmt_shape(expected.shape)}, got {shape_of(got)}"]
+    if tensor is None or not isinstance(got, torch.Tensor):
+        kind = f"a {type(got).__module__.split('.')[0]}.{type(got).__name__}" if tensor is not None else shape_of(got)
+        if tensor is not None:  # a numpy array
+            kind += f" / {got.dtype}"
+        return [f"{what} should be a torch.Tensor of shape {fmt_shape(expected.shape)}, you returned {kind}"]
     if tensor.shape != expected.shape:
         return [f"{what} has shape {fmt_shape(tensor.shape)}, expected {fmt_shape(expected.shape)}"]
+    if got.dtype != expected.dtype:
+        return [f"{what} has dtype {_dtype(got.dtype)}, expected {_dtype(expected.dtype)}: "
+                f"you returned a torch.Tensor / {_dtype(got.dtype)}"]
     expected = expected.to(tensor.dtype)
     ok = torch.isclose(tensor, expected, atol=atol, rtol=rtol)
     if bool(ok.all()):

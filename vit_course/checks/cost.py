@@ -8,10 +8,12 @@ weight. `check_vit_flops(fn)` compares `fn(config) -> int` with
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from .compare import CheckFailure, check, learner_call
+from .compare import CheckFailure, as_count, check, learner_call
 
 
 class _Tied(nn.Module):
@@ -50,18 +52,17 @@ def _models():
     return models
 
 
-@check("count_parameters")
+@check("count_parameters", reference="vit_course.cost:count_parameters")
 def check_count_parameters(fn) -> str:
     """`fn(model) -> int`: every learned number, frozen or not, shared tensors once, no buffers."""
     from vit_course.cost import count_parameters
 
     for case, model in _models():
         expected = count_parameters(model)
-        got = learner_call(fn, model, case=case)
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
-        if isinstance(got, bool) or not isinstance(got, (int, float)) or got != int(got):
-            raise CheckFailure(f"expected a whole number, got {got!r:.60}", details=(f"on {case}",))
+        answer = learner_call(fn, model, case=case, names=("model",))
+        got = as_count(answer)  # int, numpy integer or a one-element tensor
+        if got is None or not math.isfinite(got) or got != int(got):
+            raise CheckFailure(f"expected a whole number, got {answer!r:.60}", details=(f"on {case}",))
         if int(got) == expected:
             continue
         variants = [
@@ -127,18 +128,17 @@ FLOP_MISTAKES = [
 ]
 
 
-@check("vit_flops")
+@check("vit_flops", reference="vit_course.cost:vit_forward_flops")
 def check_vit_flops(fn) -> str:
     """`fn(config) -> int` forward FLOPs of one image: compare with `vit_course.cost.vit_forward_flops`."""
     from vit_course.cost import vit_forward_flops
 
     for case, config in _configs():
         expected = vit_forward_flops(config)
-        got = learner_call(fn, config, case=case)
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
-        if isinstance(got, bool) or not isinstance(got, (int, float)):
-            raise CheckFailure(f"expected a number of FLOPs, got {got!r:.60}", details=(f"on {case}",))
+        answer = learner_call(fn, config, case=case, names=("config",))
+        got = as_count(answer)  # int, numpy integer (np.int64) or a one-element tensor
+        if got is None or not math.isfinite(got):
+            raise CheckFailure(f"expected a number of FLOPs, got {answer!r:.60}", details=(f"on {case}",))
         if abs(got - expected) <= 1e-9 * expected:
             continue
         cause = next(

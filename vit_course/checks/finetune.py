@@ -45,18 +45,25 @@ def _names(names: list[str], limit: int = 4) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-@check("freeze_backbone")
+@check("freeze_backbone", reference="vit_course.finetune:freeze_backbone")
 def check_freeze_backbone(fn) -> str:
     """`fn(model)` on an HF `ViTForImageClassification`: only `classifier.*` stays trainable."""
     for layers in (2, 3):
         model = tiny_vit_classifier(num_hidden_layers=layers)
         case = f"a ViTForImageClassification with {layers} layers"
-        learner_call(fn, model, case=case)
+        returned = learner_call(fn, model, case=case, names=("model",))
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         head = [n for n, _ in model.named_parameters() if n.startswith("classifier.")]
         frozen_head = [n for n in head if n not in trainable]
         still_trainable = [n for n in trainable if not n.startswith("classifier.")]
         if not frozen_head and not still_trainable:
+            if returned is not model:
+                raise CheckFailure(
+                    f"the right parameters are frozen, but your function returned "
+                    f"{'None' if returned is None else 'a ' + type(returned).__name__}, expected the model it was given",
+                    details=(f"on {case}",),
+                    cause="return model at the end, so that freeze_backbone(digit_model()) gives the frozen model",
+                )
             continue
         total = len(list(model.parameters()))
         cause = None
@@ -96,8 +103,15 @@ def _lr_of(groups, model) -> dict[int, float]:
         for p in params:
             if isinstance(p, tuple) and len(p) == 2:  # named parameters
                 p = p[1]
+            if isinstance(p, str):
+                raise CheckFailure(
+                    f"group {g} holds the name {p!r}, not the parameter itself",
+                    cause="'params' takes the parameter tensors: model.named_parameters() gives (name, param) pairs; "
+                          "keep param",
+                )
             if id(p) not in names:
-                raise CheckFailure(f"group {g} holds a tensor that is not a parameter of the model")
+                what = "a tensor" if isinstance(p, torch.Tensor) else f"a {type(p).__name__}"
+                raise CheckFailure(f"group {g} holds {what} that is not a parameter of the model")
             if id(p) in lrs:
                 raise CheckFailure(f"{names[id(p)]} appears in more than one group; the optimizer would refuse it")
             lrs[id(p)] = float(group["lr"])
@@ -111,6 +125,8 @@ def _expected_lr(name: str, L: int, base_lr: float, decay: float, variant: str =
         j -= 1
     if variant == "norm_with_last" and j == L + 1 and not name.startswith(HEAD_PREFIXES):
         j = L
+    if variant.startswith("layers_unseen") and 0 < j <= L:  # encoder layers not recognised by name
+        j = L + 1 if variant == "layers_unseen_top" else 0
     exponent = {"off_by_one": L - j, "off_by_one_up": L + 2 - j, "reversed": j, "none": 0}.get(variant, L + 1 - j)
     return base_lr * decay**exponent
 
@@ -122,16 +138,20 @@ LR_MISTAKES = [
     ("no decay: every group has base_lr; layer j gets base_lr * decay ** (L + 1 - j)", "none"),
     ("encoder layer i should have layer id i + 1 (the embeddings are 0)", "zero_based"),
     ("the final LayerNorm (vit.layernorm) belongs with the classifier (layer id L + 1), not the last encoder layer", "norm_with_last"),
+    ("the encoder layers are not recognised, so they get the classifier's lr: transformers 5 names them "
+     "vit.layers.N (transformers 4: vit.encoder.layer.N); read N from either", "layers_unseen_top"),
+    ("the encoder layers are not recognised, so they get the embeddings' lr: transformers 5 names them "
+     "vit.layers.N (transformers 4: vit.encoder.layer.N); read N from either", "layers_unseen_bottom"),
 ]
 
 
-@check("layerwise_lr_groups")
+@check("layerwise_lr_groups", reference="vit_course.finetune:layerwise_lr_groups")
 def check_layerwise_lr_groups(fn) -> str:
     """`fn(model, base_lr, decay) -> param groups`: each parameter's lr as `layerwise_lr_groups` gives it."""
     for layers, base_lr, decay in LR_CASES:
         model = tiny_vit_classifier(num_hidden_layers=layers)
         case = f"a ViTForImageClassification with {layers} layers, base_lr={base_lr:g}, decay={decay:g}"
-        groups = learner_call(fn, model, base_lr, decay, case=case)
+        groups = learner_call(fn, model, base_lr, decay, case=case, names=("model",))
         try:
             lrs = _lr_of(groups, model)
         except CheckFailure as e:

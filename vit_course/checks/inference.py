@@ -17,7 +17,18 @@ import torch
 
 from vit_course.inference import preprocess, top_k  # noqa: F401  (the references)
 
-from .compare import CheckFailure, check, fmt_num, fmt_shape, learner_call, randn, shape_of, tensor_problems
+from .compare import (
+    CheckFailure,
+    LearnerError,
+    check,
+    describe_exception,
+    fmt_num,
+    fmt_shape,
+    learner_call,
+    randn,
+    shape_of,
+    tensor_problems,
+)
 
 
 # source (h, w), target (H, W), mean, std, description
@@ -29,14 +40,20 @@ PREPROCESS_CASES = [
     ((20, 20), (48, 36), (0.5, 0.4, 0.3), (0.2, 0.25, 0.3),
      "a 20x20 image enlarged to height 48, width 36, per-channel mean and std"),
 ]
+# a gray ("L") and an RGBA image, as PNG files give them: preprocess converts them to RGB first
+MODE_CASES = [
+    ((24, 16), (16, 16), (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), "L", "a gray (mode 'L') 16x24 image, as a PNG scan gives it"),
+    ((16, 16), (16, 16), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "RGBA", "an RGBA 16x16 image (a PNG with transparency)"),
+]
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
-def _image(h: int, w: int, seed: int):
+def _image(h: int, w: int, seed: int, mode: str = "RGB"):
     from PIL import Image
 
     rng = np.random.default_rng(seed)
     noise = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    return Image.fromarray(noise)
+    return Image.fromarray(noise).convert(mode)
 
 
 def _processor(size, mean, std):
@@ -48,6 +65,7 @@ def _processor(size, mean, std):
 def _pil_pipeline(image, H, W, mean, std, resample=None, rescale=True, normalize_first=False, bgr=False):
     from PIL import Image
 
+    image = image.convert("RGB")
     resized = image.resize((W, H), Image.BILINEAR if resample is None else resample)
     x = torch.from_numpy(np.array(resized, dtype=np.float32)).permute(2, 0, 1)  # (3, H, W)
     if bgr:
@@ -63,7 +81,7 @@ def _pil_pipeline(image, H, W, mean, std, resample=None, rescale=True, normalize
 def _interpolate(image, H, W, mean, std, mode: str, antialias: bool):
     from torch.nn import functional as F
 
-    x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None]
+    x = torch.from_numpy(np.array(image.convert("RGB"), dtype=np.float32)).permute(2, 0, 1)[None]
     x = F.interpolate(x, size=(H, W), mode=mode, antialias=antialias, align_corners=False if mode != "nearest" else None)
     m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
     return (x / 255.0 - m) / s
@@ -83,6 +101,15 @@ def _preprocess_mistakes(image, H, W, mean, std):
          lambda: _pil_pipeline(image, H, W, mean, std, normalize_first=True)),
         ("the channels are reversed (BGR): keep PIL's RGB order", lambda: _pil_pipeline(image, H, W, mean, std, bgr=True)),
         (interpolation, lambda: _pil_pipeline(image, H, W, mean, std, resample=Image.NEAREST)),
+        ("the mean and std are hard-coded to ImageNet's: read them from the processor, processor.image_mean "
+         "and processor.image_std", lambda: _pil_pipeline(image, H, W, *IMAGENET)),
+        ("the mean and std are hard-coded to 0.5: read them from the processor, processor.image_mean "
+         "and processor.image_std", lambda: _pil_pipeline(image, H, W, (0.5,) * 3, (0.5,) * 3)),
+        ("one mean and std for all channels (image_mean[0], image_std[0]): each channel has its own, "
+         "mean.view(3, 1, 1) and std.view(3, 1, 1)", lambda: _pil_pipeline(image, H, W, (mean[0],) * 3, (std[0],) * 3)),
+        ("the mean and std are applied to the wrong channels (reversed): channel c uses image_mean[c], "
+         "shaped (3, 1, 1) to broadcast over (3, H, W)", lambda: _pil_pipeline(image, H, W, mean[::-1], std[::-1])),
+        ("mean and std are swapped: (x - mean) / std", lambda: _pil_pipeline(image, H, W, std, mean)),
         (interpolation, lambda: _pil_pipeline(image, H, W, mean, std, resample=Image.BICUBIC)),
         (interpolation, lambda: _interpolate(image, H, W, mean, std, "bilinear", antialias=False)),
         (interpolation, lambda: _interpolate(image, H, W, mean, std, "nearest", antialias=False)),
@@ -100,18 +127,29 @@ def _preprocess_shape_cause(shape, H, W) -> str | None:
     return None
 
 
-@check("preprocess")
+@check("preprocess", reference="vit_course.inference:preprocess")
 def check_preprocess(fn, pass_as: str = "processor") -> str:
     """`fn(image, processor) -> (1, 3, H, W)`: compare with HF's `ViTImageProcessor`.
 
     `pass_as="dict"` hands `fn` the processor's `to_dict()` instead of the processor.
     """
-    for seed, ((h, w), (H, W), mean, std, case) in enumerate(PREPROCESS_CASES):
-        image = _image(h, w, seed)
+    cases = [(*c[:4], "RGB", c[4]) for c in PREPROCESS_CASES] + MODE_CASES
+    for seed, ((h, w), (H, W), mean, std, mode, case) in enumerate(cases):
+        image = _image(h, w, seed, mode)
         processor = _processor((H, W), mean, std)
-        expected = processor(image, return_tensors="pt")["pixel_values"]  # (1, 3, H, W)
+        # the processor itself needs RGB (the exercise converts): gray and RGBA are compared with their RGB
+        expected = processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]  # (1, 3, H, W)
         given = processor.to_dict() if pass_as == "dict" else processor
-        got = learner_call(fn, image.copy(), given, case=case)
+        try:
+            got = learner_call(fn, image.copy(), given, case=case, names=("image", "processor"))
+        except LearnerError as e:
+            if mode == "RGB" or isinstance(e.error, NotImplementedError):
+                raise
+            raise CheckFailure(  # RGB images passed: the mode is what breaks it
+                f"your code raised {describe_exception(e.error)}",
+                details=(f"on {case}",),
+                cause=f"a mode {mode!r} image has {len(image.getbands())} channel(s): image.convert('RGB') first",
+            ) from None
         # one grey level, in normalised units, for the channel with the smallest std
         atol = 1.05 / (255.0 * min(std))
         problems = tensor_problems("pixel values", got, expected, atol=atol, rtol=0.0)
@@ -120,6 +158,9 @@ def check_preprocess(fn, pass_as: str = "processor") -> str:
         cause = None
         if isinstance(got, torch.Tensor) and tuple(got.shape) != tuple(expected.shape):
             cause = _preprocess_shape_cause(tuple(got.shape), H, W)
+            if cause is None and mode != "RGB" and got.ndim >= 3 and got.shape[-3] in (1, 4):
+                cause = (f"a mode {mode!r} image keeps {got.shape[-3]} channel(s): convert it first, "
+                         "image.convert('RGB'), so the model gets 3 channels")
         if cause is None:
             from .compare import diagnose, tensor_distance
 
@@ -135,7 +176,8 @@ def check_preprocess(fn, pass_as: str = "processor") -> str:
             details=(f"on {case}", *problems),
             cause=cause,
         )
-    return f"{len(PREPROCESS_CASES)} images match ViTImageProcessor's pixel_values to within one grey level"
+    return (f"{len(cases)} images match ViTImageProcessor's pixel_values to within one grey level "
+            "(RGB, gray and RGBA)")
 
 
 LABELS = ["cat", "dog", "bird", "fish", "horse", "sheep", "cow", "frog", "deer", "truck"]
@@ -148,7 +190,7 @@ TOP_K_CASES = [
 ]
 
 
-def _top_k_variant(logits, k, id2label, transform="softmax", ascending=False, offset=0):
+def _top_k_variant(logits, k, id2label, transform="softmax", ascending=False, offset=0, class_order=False):
     scores = {
         "softmax": lambda t: t.softmax(-1),
         "none": lambda t: t,
@@ -157,6 +199,9 @@ def _top_k_variant(logits, k, id2label, transform="softmax", ascending=False, of
         "batch": lambda t: t.softmax(0),
     }[transform](logits)
     values, indices = scores.topk(k, dim=-1, largest=not ascending)
+    if class_order:  # the right k classes, listed by class index (topk(sorted=False), or a sort of the indices)
+        indices, order = indices.sort(dim=-1)
+        values = values.gather(-1, order)
     return [[(id2label.get(int(i) + offset, "?"), float(p)) for p, i in zip(rv, ri)] for rv, ri in zip(values, indices)]
 
 
@@ -185,14 +230,14 @@ def _top_k_problem(got, expected) -> str | None:
     return None
 
 
-@check("top_k")
+@check("top_k", reference="vit_course.inference:top_k")
 def check_top_k(fn) -> str:
     """`fn(logits (B, C), k, id2label) -> [[(label, prob), ...] per image]`: compare with `top_k`."""
     for seed, (B, C, k, case) in enumerate(TOP_K_CASES):
         logits = randn(B, C, seed=900 + seed, std=2.0)
         id2label = {i: LABELS[i] for i in range(C)}
         expected = top_k(logits, k, id2label)
-        got = learner_call(fn, logits.clone(), k, dict(id2label), case=case)
+        got = learner_call(fn, logits.clone(), k, dict(id2label), case=case, names=("logits", "k", "id2label"))
         problem = _top_k_problem(got, expected)
         if problem is None:
             continue
@@ -204,6 +249,8 @@ def check_top_k(fn) -> str:
             ("sigmoid instead of softmax: the classes compete, so use logits.softmax(dim=-1)", dict(transform="sigmoid")),
             ("log-probabilities instead of probabilities: use softmax, not log_softmax", dict(transform="log_softmax")),
             ("the softmax runs over the batch (dim=0): use softmax(dim=-1), over the classes", dict(transform="batch")),
+            ("the right k classes, but listed in class order: list them most likely first, "
+             "topk(k) (sorted=True, its default) or sort by probability", dict(class_order=True)),
         ]
         cause = None
         for text, kw in variants:

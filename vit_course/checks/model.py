@@ -25,6 +25,7 @@ from .compare import (
     check,
     diagnose,
     fmt_shape,
+    learner_backward,
     learner_call,
     randn,
     shape_of,
@@ -207,11 +208,12 @@ def _check_final_norm(learner, config) -> None:
         )
 
 
-@check("ViT", hints=_hints)
+@check("ViT", hints=_hints, reference="vit_course.vit:VisionTransformer")
 def check_vision_transformer(cls) -> str:
     """`cls(config)`, `forward(pixel_values) -> logits`: load the reference's weights, compare logits."""
     from vit_course.vit import VisionTransformer
 
+    backward = []
     for seed, (overrides, regime, B, case) in enumerate(CASES):
         config = make_config(**overrides)
         with torch.random.fork_rng(devices=[]):  # leave the notebook's RNG as it was
@@ -233,7 +235,7 @@ def check_vision_transformer(cls) -> str:
         x = randn(B, config.num_channels, H, W, seed=900 + seed)
         with torch.no_grad():
             expected = reference(x)
-        got = learner_call(learner, x.clone(), case=case)
+        got = learner_call(learner, x.clone(), case=case, names=("pixel_values",))
         if hasattr(got, "logits") and isinstance(getattr(got, "logits"), torch.Tensor):
             raise CheckFailure(f"forward returned a {type(got).__name__}, expected the logits tensor of shape "
                                f"{fmt_shape(expected.shape)}", cause="return the logits tensor itself")
@@ -243,6 +245,7 @@ def check_vision_transformer(cls) -> str:
         atol = 1e-5 * max(1.0, float(expected.abs().max()))
         problems = tensor_problems("logits", got, expected, atol=atol)
         if not problems:
+            backward.append((learner, x, case, list(reference_sd)))
             continue
         cause = None
         if isinstance(got, torch.Tensor):
@@ -262,5 +265,8 @@ def check_vision_transformer(cls) -> str:
             details=(f"on {case}", *problems),
             cause=cause,
         )
+    # once every forward matches: a backward pass, so a mistake in forward is named first
+    for learner, x, case, names in backward:
+        learner_backward(learner, x.clone(), case=case, expected=names)
     return (f"{len(CASES)} cases match vit_course.VisionTransformer (HF init and std 0.3 weights, batch 1 and 3, "
             "1 and 3 channels, non-square images)")

@@ -94,15 +94,15 @@ def _check_bias(got_bias, conv: nn.Conv2d, case: str) -> None:
         raise CheckFailure("wrong bias", details=(f"on {case}", *problems), cause=cause)
 
 
-@check("conv_to_linear_weight")
+@check("conv_to_linear_weight", reference="vit_course.patches:conv_to_linear_weight")
 def check_conv_to_linear_weight(fn) -> str:
     """`fn(conv) -> (weight (D, C*P*P), bias (D,) or None)`: the Linear layer equal to a patch-embedding conv."""
     from vit_course.patches import patchify
 
     for seed, (C, D, P, bias, case) in enumerate(CASES):
         conv = make_conv(C, D, P, bias, seed=10 * seed)
-        expected, _ = conv_to_linear_weight(conv)  # (D, C*P*P)
-        got_weight, got_bias = _as_pair(learner_call(fn, conv, case=case))
+        expected = conv_to_linear_weight(conv)[0].clone()  # (D, C*P*P), not a view of conv.weight
+        got_weight, got_bias = _as_pair(learner_call(fn, conv, case=case, names=("conv",)))
         problems = tensor_problems("weight", got_weight, expected)
         if problems:
             cause = None

@@ -71,6 +71,13 @@ def _reshape_without_full_permute(x: torch.Tensor, P: int) -> torch.Tensor:
     return x.reshape(B, -1, C * P * P)
 
 
+def _pixels_transposed(x: torch.Tensor, P: int) -> torch.Tensor:
+    # (B, C, rows, P, cols, P) -> (B, rows, cols, C, P, P) with the two pixel axes swapped
+    B, C, H, W = x.shape
+    x = x.reshape(B, C, H // P, P, W // P, P).permute(0, 2, 4, 1, 5, 3)  # (B, rows, cols, C, P_w, P_h)
+    return x.reshape(B, -1, C * P * P)
+
+
 def _unfold(x: torch.Tensor, P: int) -> torch.Tensor:
     # F.unfold gives (B, C*P*P, N): right order, but not transposed back
     from vit_course.patches import patchify
@@ -112,6 +119,11 @@ MISTAKES = [
         "add .transpose(1, 2)",
         _unfold,
     ),
+    (
+        "the pixels inside each patch are transposed: permute(0, 2, 4, 1, 5, 3) puts the pixel column before "
+        "the pixel row; use permute(0, 2, 4, 1, 3, 5), so each patch reads row by row like the conv kernel",
+        _pixels_transposed,
+    ),
 ]
 
 
@@ -147,7 +159,7 @@ def _hints(error: BaseException) -> str | None:
     return None
 
 
-@check("patchify", hints=_hints)
+@check("patchify", hints=_hints, reference="vit_course.patches:patchify")
 def check_patchify(fn) -> str:
     """`fn(images (B, C, H, W), patch_size) -> (B, N, C*P*P)`: compare with `vit_course.patches.patchify`."""
     from vit_course.patches import patchify
@@ -155,7 +167,7 @@ def check_patchify(fn) -> str:
     for seed, (shape, P, case) in enumerate(CASES):
         images = randn(*shape, seed=seed)
         expected = patchify(images, P)
-        got = learner_call(fn, images.clone(), P, case=case)
+        got = learner_call(fn, images.clone(), P, case=case, names=("images",))
         problems = tensor_problems("output", got, expected)
         if not problems:
             continue

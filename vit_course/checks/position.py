@@ -1,10 +1,11 @@
 """Checks for the position-embedding exercises.
 
-`check_sincos_2d(fn)` compares `fn(rows, cols, dim) -> (rows*cols, dim)` with
+`check_sincos_2d(fn)` compares `fn(rows, cols, dim, temperature) -> (rows*cols, dim)` with
 `vit_course.position.sincos_2d`: the first half of the dims is a 1D sin-cos table of the
 patch's row, the second half one of its column; each 1D table is sin on its first half,
 cos on its second, with frequencies 1 / 10000^(2i / d). Square and non-square grids,
-a single position, small and large dims.
+a single position, small and large dims, and temperature=100 (the argument a hard-coded
+10000 ignores).
 
 `check_interpolate_positions(fn)` compares `fn(pos_embed (1, 1+N, D), new_rows,
 new_cols) -> (1, 1+new_rows*new_cols, D)` with `vit_course.position.interpolate_pos_encoding`
@@ -35,6 +36,8 @@ SINCOS_CASES = [
     (7, 7, 64, "the tiny ViT's 7x7 grid, dim=64"),
     (2, 6, 128, "rows=2, cols=6, dim=128 (low frequencies)"),
 ]
+# rows, cols, dim, temperature, description: the argument the learner's signature keeps
+TEMPERATURE_CASES = [(3, 4, 16, 100.0, "temperature=100 (not the default 10000): rows=3, cols=4, dim=16")]
 
 
 def _sincos_1d(positions: torch.Tensor, d: int, exponent: str = "ok", order: str = "sin_cos", temperature: float = 10000.0) -> torch.Tensor:
@@ -57,8 +60,9 @@ def _sincos_1d(positions: torch.Tensor, d: int, exponent: str = "ok", order: str
     return torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(len(positions), d)  # interleaved
 
 
-def _sincos_2d(rows: int, cols: int, dim: int, first: str = "row", grid: str = "ij", **kw) -> torch.Tensor:
-    r, c = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")  # (rows, cols)
+def _sincos_2d(rows: int, cols: int, dim: int, first: str = "row", grid: str = "ij", start: int = 0,
+               **kw) -> torch.Tensor:
+    r, c = torch.meshgrid(torch.arange(start, start + rows), torch.arange(start, start + cols), indexing="ij")
     r, c = r.reshape(-1), c.reshape(-1)
     if grid == "col_major":  # positions enumerated column by column
         r, c = r.reshape(rows, cols).T.reshape(-1), c.reshape(rows, cols).T.reshape(-1)
@@ -108,6 +112,11 @@ SINCOS_MISTAKES = [
         dict(grid="col_major"),
     ),
     (
+        "the positions start at 1: the first row and column are position 0, torch.arange(rows), "
+        "so the top-left patch gets sin(0) = 0 and cos(0) = 1",
+        dict(start=1),
+    ),
+    (
         "the positions are listed column by column and the halves swapped",
         dict(grid="col_major", first="col"),
     ),
@@ -128,14 +137,15 @@ def _sincos_shape_cause(shape: tuple[int, ...], rows: int, cols: int, dim: int) 
     return None
 
 
-@check("sincos_2d")
+@check("sincos_2d", reference="vit_course.position:sincos_2d")
 def check_sincos_2d(fn) -> str:
-    """`fn(rows, cols, dim) -> (rows*cols, dim)`: compare with `vit_course.position.sincos_2d`."""
+    """`fn(rows, cols, dim, temperature=10000.0) -> (rows*cols, dim)`: compare with `vit_course.position.sincos_2d`."""
     from vit_course.position import sincos_2d
 
-    for rows, cols, dim, case in SINCOS_CASES:
-        expected = sincos_2d(rows, cols, dim)
-        got = learner_call(fn, rows, cols, dim, case=case)
+    for rows, cols, dim, temperature, case in [(*c[:3], None, c[3]) for c in SINCOS_CASES] + TEMPERATURE_CASES:
+        given = {} if temperature is None else {"temperature": temperature}
+        expected = sincos_2d(rows, cols, dim, **given)
+        got = learner_call(fn, rows, cols, dim, case=case, **given)
         problems = tensor_problems("embedding", got, expected, atol=1e-5, rtol=1e-4)
         if not problems:
             continue
@@ -143,14 +153,20 @@ def check_sincos_2d(fn) -> str:
         if isinstance(got, torch.Tensor) and tuple(got.shape) != tuple(expected.shape):
             cause = _sincos_shape_cause(tuple(got.shape), rows, cols, dim)
         if cause is None:
-            variants = [(text, lambda kw=kw: _sincos_2d(rows, cols, dim, **kw)) for text, kw in SINCOS_MISTAKES]
+            variants = [(text, lambda kw=kw: _sincos_2d(rows, cols, dim, **{**given, **kw})) for text, kw in SINCOS_MISTAKES]
+            if temperature is not None:
+                variants.insert(0, (
+                    "the temperature argument is ignored (10000 is hard-coded): omega_i = 1 / temperature ** (2i / d)",
+                    lambda: _sincos_2d(rows, cols, dim),
+                ))
             cause = diagnose(got, variants, tensor_distance(atol=1e-5, rtol=1e-4))
         raise CheckFailure(
             f"wrong embedding for rows={rows}, cols={cols}, dim={dim}",
             details=(f"on {case}", *problems),
             cause=cause,
         )
-    return f"{len(SINCOS_CASES)} cases match vit_course.position.sincos_2d (square and non-square grids, 1 position, dim 4 to 128)"
+    return (f"{len(SINCOS_CASES) + len(TEMPERATURE_CASES)} cases match vit_course.position.sincos_2d "
+            "(square and non-square grids, 1 position, dim 4 to 128, temperature 100)")
 
 
 # ---------------------------------------------------------------------------
@@ -183,7 +199,8 @@ def make_pos_embed(side: int, D: int, seed: int) -> torch.Tensor:
     return torch.cat([cls_row, grid], dim=0)[None]  # (1, 1+N, D)
 
 
-def _interpolate(pos, new_rows, new_cols, mode="bicubic", align_corners=False, layout="ok", cls="keep", antialias=False):
+def _interpolate(pos, new_rows, new_cols, mode="bicubic", align_corners=False, layout="ok", cls="keep", antialias=False,
+                 size="ok"):
     D = pos.shape[-1]
     side = math.isqrt(pos.shape[1] - 1)
     cls_row, grid = pos[:, :1], pos[:, 1:]
@@ -197,7 +214,14 @@ def _interpolate(pos, new_rows, new_cols, mode="bicubic", align_corners=False, l
     else:
         image = grid.reshape(1, side, side, D).permute(0, 3, 1, 2)  # (1, D, side, side)
     kwargs = {} if mode == "nearest" else dict(align_corners=align_corners)
-    image = F.interpolate(image, size=(new_rows, new_cols), mode=mode, antialias=antialias, **kwargs)
+    if size == "dino":  # DINO's scale_factor = (new + 0.1) / old, against rounding down
+        factor = ((new_rows + 0.1) / side, (new_cols + 0.1) / side)
+        image = F.interpolate(image, scale_factor=factor, mode=mode, antialias=antialias, **kwargs)
+    elif size == "swapped":  # size=(cols, rows): a cols x rows grid read back as rows x cols
+        image = F.interpolate(image, size=(new_cols, new_rows), mode=mode, antialias=antialias, **kwargs)
+        image = image.reshape(1, D, new_rows, new_cols)
+    else:
+        image = F.interpolate(image, size=(new_rows, new_cols), mode=mode, antialias=antialias, **kwargs)
     if layout == "no_permute":
         new_grid = image.reshape(1, new_rows * new_cols, D)
     elif layout == "transposed":
@@ -211,6 +235,16 @@ def _interpolate(pos, new_rows, new_cols, mode="bicubic", align_corners=False, l
 
 INTERP_MISTAKES = [
     ("align_corners=True: HF and timm resize with align_corners=False", dict(align_corners=True)),
+    (
+        "the grid is resized with DINO's scale_factor=(new + 0.1) / old: the 0.1 shifts every sample a little; "
+        "HF and timm pass the target size itself, F.interpolate(..., size=(new_rows, new_cols))",
+        dict(size="dino"),
+    ),
+    (
+        "size=(new_cols, new_rows): F.interpolate takes size=(height, width) = (new_rows, new_cols); "
+        "the permutes are fine",
+        dict(size="swapped"),
+    ),
     ("bilinear instead of bicubic: F.interpolate(..., mode='bicubic')", dict(mode="bilinear")),
     ("bilinear with align_corners=True: use mode='bicubic', align_corners=False", dict(mode="bilinear", align_corners=True)),
     ("nearest-neighbour resizing: F.interpolate(..., mode='bicubic', align_corners=False)", dict(mode="nearest")),
@@ -247,13 +281,14 @@ def _interp_shape_cause(shape: tuple[int, ...], new_rows: int, new_cols: int, D:
     return None
 
 
-@check("interpolate_positions")
+@check("interpolate_positions", reference=(
+    "vit_course.checks.position:interpolate_positions", "vit_course.position:interpolate_pos_encoding"))
 def check_interpolate_positions(fn) -> str:
     """`fn(pos_embed, new_rows, new_cols)`: compare with `vit_course.position.interpolate_pos_encoding`."""
     for seed, (side, D, new_rows, new_cols, case) in enumerate(INTERP_CASES):
         pos = make_pos_embed(side, D, seed=100 * seed)
         expected = interpolate_positions(pos, new_rows, new_cols)
-        got = learner_call(fn, pos.clone(), new_rows, new_cols, case=case)
+        got = learner_call(fn, pos.clone(), new_rows, new_cols, case=case, names=("pos_embed",))
         problems = tensor_problems("position embedding", got, expected, atol=1e-5, rtol=1e-4)
         if not problems:
             continue

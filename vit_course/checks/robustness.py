@@ -65,7 +65,15 @@ SHIFT_MISTAKES = [
 ]
 
 
-@check("shift_images")
+def _shift_hints(error: BaseException) -> str | None:
+    text = str(error)
+    if "must match the existing size (0)" in text or "existing size (0)" in text:
+        return ("an empty slice: when a shift is 0, images[..., :-0] selects nothing (-0 is 0); "
+                "slice with images[..., :H - dy] or [: -dy or None]")
+    return None
+
+
+@check("shift_images", hints=_shift_hints, reference="vit_course.robustness:shift_images")
 def check_shift_images(fn) -> str:
     """`fn(images (..., H, W), dx, dy) -> (..., H, W)`: compare with `vit_course.robustness.shift_images`."""
     from vit_course.robustness import shift_images
@@ -73,7 +81,7 @@ def check_shift_images(fn) -> str:
     for seed, (shape, dx, dy, uint8, case) in enumerate(SHIFT_CASES):
         images = _make_images(shape, uint8, seed)
         expected = shift_images(images, dx, dy)
-        got = learner_call(fn, images.clone(), dx, dy, case=case)
+        got = learner_call(fn, images.clone(), dx, dy, case=case, names=("images",))
         problems = tensor_problems("shifted images", got, expected)
         if isinstance(got, torch.Tensor) and not problems and got.dtype != images.dtype:
             problems = [f"the output's dtype is {got.dtype}, expected {images.dtype} (the input's)"]
@@ -175,7 +183,7 @@ def _is_patch_permutation(got: torch.Tensor, images: torch.Tensor, P: int) -> tu
     return True, same
 
 
-@check("shuffle_patches")
+@check("shuffle_patches", reference="vit_course.robustness:shuffle_patches")
 def check_shuffle_patches(fn) -> str:
     """`fn(images (..., H, W), patch_size, generator) -> (..., H, W)`: compare with
     `vit_course.robustness.shuffle_patches`, both given a generator seeded the same way."""
@@ -184,7 +192,7 @@ def check_shuffle_patches(fn) -> str:
     for index, (shape, P, seed, case) in enumerate(SHUFFLE_CASES):
         images = randn(*shape, seed=100 + index)
         expected = shuffle_patches(images, P, torch.Generator().manual_seed(seed))
-        got = learner_call(fn, images.clone(), P, torch.Generator().manual_seed(seed), case=case)
+        got = learner_call(fn, images.clone(), P, torch.Generator().manual_seed(seed), case=case, names=("images",))
         problems = tensor_problems("shuffled images", got, expected)
         if not problems:
             continue

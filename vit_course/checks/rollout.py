@@ -45,7 +45,9 @@ def _rollout(attentions, fuse="mean", self_weight=0.5, attn_weight=0.5, renorm="
     eye = torch.eye(T)
     result = eye.expand(B, T, T)
     for a in attentions:
-        fused = {"mean": a.mean(1), "max": a.amax(1), "sum": a.sum(1), "first": a[:, 0]}[fuse]
+        fused = {"mean": a.mean(1), "max": a.amax(1), "sum": a.sum(1), "first": a[:, 0], "batch": a.mean(0)}[fuse]
+        if renorm == "before":  # rows renormalised before the identity is added, not after
+            fused = fused / fused.sum(-1, keepdim=True)
         m = attn_weight * fused + self_weight * eye
         if renorm == "rows":
             m = m / m.sum(-1, keepdim=True)
@@ -68,6 +70,10 @@ MISTAKES = [
     ("heads summed instead of averaged: attention.mean(dim=1)", dict(fuse="sum")),
     ("only the first head is used: average all heads, attention.mean(dim=1)", dict(fuse="first")),
     ("the columns are renormalised instead of the rows: a / a.sum(dim=-1, keepdim=True)", dict(renorm="cols")),
+    ("the rows are renormalised before the identity is added: add 0.5 * I first, then divide each row by its sum "
+     "(only maps whose rows do not sum to 1 show it)", dict(renorm="before")),
+    ("the heads are averaged over the batch axis (mean(dim=0)): attention is (B, heads, T, T), "
+     "so average dim=1", dict(fuse="batch")),
     ("the rows are renormalised with a.sum(dim=-1) without keepdim=True, which divides columns", dict(renorm="bug")),
 ]
 
@@ -85,6 +91,9 @@ def _jacobgil_bug(attentions):
 
 
 def _hints(error: BaseException) -> str | None:
+    if "must match the size" in str(error) and "non-singleton dimension 0" in str(error):
+        return ("the batch sizes differ in a product: attention is (B, heads, T, T), so average the heads with "
+                "mean(dim=1); mean(dim=0) averages the batch")
     if "must match the size" in str(error):
         return (
             "shapes that do not broadcast: to divide each row by its sum keep the summed dim, "
@@ -93,7 +102,7 @@ def _hints(error: BaseException) -> str | None:
     return None
 
 
-@check("attention_rollout", hints=_hints)
+@check("attention_rollout", hints=_hints, reference="vit_course.rollout:attention_rollout")
 def check_attention_rollout(fn) -> str:
     """`fn(attentions) -> (B, T, T)`: compare with `vit_course.rollout.attention_rollout`."""
     from vit_course.rollout import attention_rollout
@@ -101,7 +110,7 @@ def check_attention_rollout(fn) -> str:
     for seed, (layers, B, H, T, stochastic, case) in enumerate(CASES):
         attentions = make_attentions(layers, B, H, T, stochastic, seed)
         expected = attention_rollout(attentions)
-        got = learner_call(fn, [a.clone() for a in attentions], case=case)
+        got = learner_call(fn, [a.clone() for a in attentions], case=case, names=("attentions",))
         problems = tensor_problems("rollout", got, expected)
         if not problems:
             continue
