@@ -53,9 +53,9 @@ class _Invoker:
     def __init__(self, session) -> None:
         self._session = session
 
-    def _request(self, message: dict, args: tuple, kwargs: dict) -> Any:
-        message = dict(message, args=wire.encode(list(args)), kwargs=wire.encode(dict(kwargs)),
-                       grad=torch.is_grad_enabled())
+    def _request(self, message: dict, args: tuple, kwargs: dict, grad: bool | None = None) -> Any:
+        grad = torch.is_grad_enabled() if grad is None else grad
+        message = dict(message, args=wire.encode(list(args)), kwargs=wire.encode(dict(kwargs)), grad=grad)
         reply = self._session.request(message)
         if "error" in reply:
             raise remote_error(reply["error"])
@@ -152,17 +152,46 @@ class ShellModule(torch.nn.Module):
                 object.__setattr__(root, method, _RemoteMethod(root, method))
         return root
 
-    def _call_remote(self, method: str, args: tuple, kwargs: dict):
+    def _call_remote(self, method: str, args: tuple, kwargs: dict, grad: bool | None = None):
         invoker, handle = self.__dict__["_remote"]
         state = dict(self.named_parameters()) | dict(self.named_buffers())
         message = {"op": "call", "handle": handle, "method": method, "training": self.training,
                    "state": wire.encode({k: v.detach() for k, v in state.items()})}
-        return invoker._request(message, args, kwargs)
+        if grad is None and torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            names, params = zip(*self.named_parameters())
+            return _RemoteCall.apply(self, method, args, kwargs, names, *params)
+        return invoker._request(message, args, kwargs, grad)
+
+    def _backward(self, grads: tuple) -> dict:
+        invoker, handle = self.__dict__["_remote"]
+        reply = invoker._session.request({"op": "backward", "handle": handle, "grads": wire.encode(list(grads))})
+        if "error" in reply:
+            raise remote_error(reply["error"])
+        return wire.decode(reply["ok"])
 
     def forward(self, *args, **kwargs):
         if "_remote" not in self.__dict__:
             raise RuntimeError("a submodule of the student's model is run only through the whole model")
         return self._call_remote("__call__", args, kwargs)
+
+
+class _RemoteCall(torch.autograd.Function):
+    """A remote forward that autograd can go back through: backward runs in the sandbox too."""
+
+    @staticmethod
+    def forward(ctx, shell, method, args, kwargs, names, *params):
+        out = shell._call_remote(method, args, kwargs, grad=True)
+        ctx.shell, ctx.names = shell, names
+        ctx.tuple = isinstance(out, (tuple, list))
+        outs = tuple(out) if ctx.tuple else (out,)
+        if not outs or not all(isinstance(o, torch.Tensor) for o in outs):
+            raise TypeError(f"forward returned {type(out).__name__}, which gradients cannot flow through")
+        return outs if ctx.tuple else outs[0]
+
+    @staticmethod
+    def backward(ctx, *grads):
+        got = ctx.shell._backward(tuple(torch.zeros(()) if g is None else g for g in grads))
+        return (None, None, None, None, None, *[got.get(name) for name in ctx.names])
 
 
 class _RemoteMethod:

@@ -235,11 +235,35 @@ class Child:
                 writeback.append({"i": i, "kind": "generator", "v": wire.encode(a)})
             elif i in tensor_args and (a.shape != tensor_args[i].shape or not torch.equal(a.detach(), tensor_args[i])):
                 writeback.append({"i": i, "kind": "tensor", "v": wire.encode(a)})
+        if grad and "handle" in msg:
+            self.graph = (module, result)  # kept for a "backward" request
         if isinstance(result, torch.nn.Module) and id(result) not in refs:
             encoded = self.describe_module(result)
         else:
             encoded = wire.encode(result, refs)
         return {"ok": encoded, "writeback": writeback}
+
+    def backward(self, msg: dict) -> dict:
+        import torch
+
+        module, result = getattr(self, "graph", (None, None))
+        if module is None:
+            return {"error": {"type": "RuntimeError", "builtin": True, "message": "no forward to go back through",
+                              "at_call": False}}
+        outs = list(result) if isinstance(result, (tuple, list)) else [result]
+        grads = wire.decode(msg.get("grads", []))
+        pairs = [(o, g) for o, g in zip(outs, grads) if isinstance(o, torch.Tensor) and o.requires_grad
+                 and isinstance(g, torch.Tensor) and g.shape == o.shape]
+        for p in module.parameters():
+            p.grad = None
+        try:
+            if pairs:
+                torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+        except BaseException as error:  # noqa: BLE001 - e.g. an in-place change autograd cannot undo
+            return _error(error, False)
+        finally:
+            self.graph = (None, None)
+        return {"ok": wire.encode({n: p.grad for n, p in module.named_parameters()})}
 
     @staticmethod
     def _invoke(target, args, kwargs):
@@ -263,7 +287,7 @@ class Child:
                 self.proto.send({"event": "done", "output": _output_tail()})
                 return
             try:
-                reply = self.call(request)
+                reply = self.backward(request) if request.get("op") == "backward" else self.call(request)
             except wire.WireError as e:
                 reply = {"error": {"type": "WireError", "builtin": False, "message": str(e), "at_call": False}}
             try:
