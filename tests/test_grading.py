@@ -453,3 +453,32 @@ def test_release_refuses_to_overwrite_without_force(graded):
 
 
 
+
+
+def test_module_answers_are_judged_forward_and_backward_in_the_sandbox(tmp_path):
+    """A block whose `x += mlp(...)` passes every forward but breaks backward scores nothing."""
+    from vit_course.grading.release import release
+    from vit_course.grading.runner import Options, grade_notebook
+
+    sys.path.insert(0, str(REPO_DIR / "scripts"))
+    from bench_grading import solved
+
+    manifest = release(["04"], tmp_path / "release", tmp_path / "instructor")
+    spec = manifest["assignments"]["04"]["04_cls_head_and_vit"]
+    nb = solved(tmp_path / "release" / "04" / "04_cls_head_and_vit.ipynb")
+    good = tmp_path / "good.ipynb"
+    nbformat.write(nb, good)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "block_solution")
+    line = next(l for l in cell.source.splitlines() if "return x + self.mlp(" in l)
+    cell.source = cell.source.replace(line, line.replace("return x + self.mlp(self.norm2(x))",
+                                                         "x += self.mlp(self.norm2(x))\n        return x"))
+    assert "x += self.mlp" in cell.source
+    bad = tmp_path / "bad.ipynb"
+    nbformat.write(nb, bad)
+    options = Options(timeout=60)
+    rows = {r.exercise: r for r in grade_notebook(good, "good", "04", "04_cls_head_and_vit", spec, options)}
+    assert [(r.points, r.status) for r in rows.values()] == [(3.0, "graded"), (4.0, "graded")], rows
+    rows = {r.exercise: r for r in grade_notebook(bad, "bad", "04", "04_cls_head_and_vit", spec, options)}
+    assert (rows["block_check"].points, rows["block_check"].status) == (0.0, "graded"), rows["block_check"]
+    assert "backward" in rows["block_check"].message, rows["block_check"].message
+    assert rows["vit_check"].points == 4.0, "the reference block is used for the ViT exercise, no cascade"
