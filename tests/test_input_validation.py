@@ -191,3 +191,36 @@ def test_model_names_the_dtype_it_wants(dtype):
     with pytest.raises(ValueError, match=rf"expected torch\.float32 pixel values .*got {dtype}"):
         model(x.to(dtype))
     assert model(x).shape == (1, 32)
+
+
+# ---------------------------------------------------------------------------
+# Model folders: a truncated or corrupted weights file names itself and the fix
+
+
+def _broken_copy(src, dst, damage):
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    weights = dst / "model.safetensors"
+    raw = weights.read_bytes()
+    weights.write_bytes(raw[: len(raw) // 3] if damage == "truncated" else raw[:-64] + b"\xff" * 64)
+    return dst, weights
+
+
+@pytest.mark.parametrize("damage", ["truncated", "nan"])
+def test_a_broken_vit_folder_names_its_weights_file(tmp_path, damage):
+    from vit_course.paths import DATA_DIR
+
+    folder, weights = _broken_copy(DATA_DIR / "models" / "vit-tiny-fashion", tmp_path / "vit", damage)
+    with pytest.raises(ValueError, match=rf"{weights} .*Fix: .*git checkout -- data/models"):
+        VisionTransformer.from_hf(folder)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "nan"])
+def test_a_broken_cnn_folder_names_its_weights_file(tmp_path, damage):
+    from vit_course import cnn
+    from vit_course.paths import DATA_DIR
+
+    folder, weights = _broken_copy(DATA_DIR / "models" / "cnn-fashion", tmp_path / "cnn", damage)
+    with pytest.raises(ValueError, match=rf"{weights} .*Fix: .*git checkout -- data/models/cnn-fashion"):
+        cnn.load(folder)
