@@ -12,9 +12,16 @@
 Data: the official train split minus a fixed, balanced 5k held out
 (`data/fashion_mnist/heldout.npz`) for model selection: 55k images to train on. The
 official 10k test split is used once, after training, to report accuracy; never to
-choose anything. Each model folder gets a `metrics.json` with its numbers and the command.
+choose anything. Each model folder gets a `metrics.json` with its numbers, the command and
+the SHA-256 of every file written.
 
-    python scripts/train_fashion.py                          # both models, default settings
+Nothing shipped is replaced by accident: models go to a new folder `runs/<time>/` unless
+`--ship` asks to replace the ones in `data/models/`; an existing model folder in
+`--out-dir` is replaced only with `--overwrite`. Every argument is checked before any
+data is read; a run whose loss or weights become NaN or infinite stops, saves nothing
+and exits with status 1.
+
+    python scripts/train_fashion.py --ship                   # both models, shipped recipe
     python scripts/train_fashion.py --model vit --epochs 1 --limit 5000 --no-save   # timing
 """
 
@@ -28,9 +35,7 @@ import os
 import platform
 import random
 import shlex
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -48,8 +53,9 @@ from vit_course.data import (  # noqa: E402
     FASHION_MNIST_LABELS, FASHION_MNIST_MEAN, FASHION_MNIST_STD,
     RandomShiftFlip, fashion_mnist_indices, load_fashion_mnist, make_loader, to_model_input,
 )
-from vit_course.paths import DATA_DIR, atomic_write  # noqa: E402
-from vit_course.train import logits_of  # noqa: E402
+from vit_course.paths import DATA_DIR, REPO_DIR, atomic_folder, atomic_write, sha256, writable_problem  # noqa: E402
+from vit_course.train import TrainingDiverged, logits_of  # noqa: E402
+from vit_course.validation import integer, number  # noqa: E402
 
 OUT_NAMES = {"vit": "vit-tiny-fashion", "cnn": "cnn-fashion"}
 AUGMENTATIONS = {  # on each uint8 training image (1, 28, 28)
@@ -167,7 +173,7 @@ def train(kind: str, hp: dict, data: dict, seed: int, limit: int | None,
     model = build_model(kind, hp)
     channels = CHANNELS[kind]
     train_x, train_y = data["train"]
-    if limit:
+    if limit is not None:
         train_x, train_y = train_x[:limit], train_y[:limit]
     if teacher is None:
         loader = make_loader(train_x, train_y, hp["batch_size"], train=True, channels=channels, seed=seed,
@@ -197,6 +203,8 @@ def train(kind: str, hp: dict, data: dict, seed: int, limit: int | None,
                 group["lr"] = lr_at(step, total, warmup, hp["lr"])
             logits = logits_of(model, x)
             loss = distillation_loss(logits, y, t[0], hp) if t else loss_fn(logits, y)
+            if not math.isfinite(loss.item()):
+                raise TrainingDiverged(f"{kind}: the loss is {loss.item()} at epoch {epoch}, step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -224,11 +232,20 @@ def dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def nonfinite_parameters(model: nn.Module) -> list[str]:
+    """Names of the weights (parameters and buffers) holding NaN or inf."""
+    return [n for n, t in model.state_dict().items() if t.is_floating_point() and not bool(t.isfinite().all())]
+
+
 def write_model_dir(kind: str, model: nn.Module, out: Path, metrics: dict) -> None:
-    """Write into a temporary folder next to `out`, then swap it in: never half a model."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    """Write into a temporary folder next to `out`, then swap it in: never half a model.
+
+    Refuses weights that are not finite: nothing is written then.
+    """
+    bad = nonfinite_parameters(model)
+    if bad:
+        raise TrainingDiverged(f"{kind}: non-finite weights in {bad[:3]}; nothing written to {out}")
+    with atomic_folder(out) as tmp:
         if kind == "vit":
             from transformers import ViTImageProcessor
 
@@ -242,21 +259,10 @@ def write_model_dir(kind: str, model: nn.Module, out: Path, metrics: dict) -> No
         else:
             cnn.save(model, tmp, extra={"image_mean": FASHION_MNIST_MEAN, "image_std": FASHION_MNIST_STD})
         metrics["size_bytes"] = dir_size(tmp)  # without metrics.json itself
+        metrics["sha256"] = {f.name: sha256(f) for f in sorted(tmp.iterdir())}
         with atomic_write(tmp / "metrics.json", "w") as f:
             json.dump(metrics, f, indent=2)
             f.write("\n")
-        for f in tmp.iterdir():
-            f.chmod(0o644)
-        tmp.chmod(0o755)
-        old = out.with_name(f".{out.name}.old")
-        if out.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(f"wrote {out} ({metrics['size_bytes'] / 1e6:.2f} MB)")
 
 
@@ -272,7 +278,7 @@ def command_args() -> list[str]:
     return args
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["vit", "cnn", "both"], default="both")
     parser.add_argument("--epochs", type=int, help="override the default of each model")
@@ -290,27 +296,123 @@ def main() -> None:
     parser.add_argument("--distill-alpha", type=float,
                         help="ViT: weight of distillation from the CNN teacher (0: labels only)")
     parser.add_argument("--distill-temperature", type=float, help="ViT: softmax temperature of distillation")
-    parser.add_argument("--teacher", type=Path, default=DATA_DIR / "models" / OUT_NAMES["cnn"],
+    parser.add_argument("--teacher", type=Path, default=SHIPPED_DIR / OUT_NAMES["cnn"],
                         help="CNN folder to distil from (trained by this script on the same 55k)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--limit", type=int, help="train on the first N images only (timing runs)")
-    parser.add_argument("--out-dir", type=Path, default=DATA_DIR / "models")
+    parser.add_argument("--out-dir", type=Path, default=None,
+                        help="where the model folders go (default: a new folder runs/<UTC time>/)")
+    parser.add_argument("--ship", action="store_true",
+                        help=f"write into {SHIPPED_DIR.relative_to(REPO_DIR)}/, replacing the shipped models")
+    parser.add_argument("--overwrite", action="store_true", help="replace model folders already in --out-dir")
     parser.add_argument("--no-save", action="store_true")
-    args = parser.parse_args()
+    return parser
 
+
+SHIPPED_DIR = DATA_DIR / "models"
+RUNS_DIR = REPO_DIR / "runs"
+ARG_RANGES = {  # float arguments: their valid intervals, as vit_course.validation.number takes them
+    "lr": dict(low=0.0, low_open=True),
+    "weight_decay": dict(low=0.0),
+    "warmup_epochs": dict(low=0.0),
+    "label_smoothing": dict(low=0.0, high=1.0, high_open=True),
+    "distill_alpha": dict(low=0.0, high=1.0),
+    "distill_temperature": dict(low=0.0, low_open=True),
+}
+
+
+def hyperparameters(kind: str, args) -> dict:
+    """The defaults of `kind`, overridden by the arguments given."""
+    hp = dict(DEFAULTS[kind])
+    for key in ("epochs", "batch_size", "lr", "hidden_size", "num_layers", "mlp_ratio", "num_heads",
+                "patch_size", "weight_decay", "warmup_epochs", "label_smoothing", "augment",
+                "distill_alpha", "distill_temperature"):
+        if getattr(args, key) is not None and key in hp:
+            hp[key] = getattr(args, key)
+    return hp
+
+
+def check_args(args, parser: argparse.ArgumentParser) -> None:
+    """Every argument checked before any data is read: a bad one stops here (status 2)."""
+
+    def bad(message: str) -> None:
+        parser.error(message)
+
+    try:
+        for key in ("epochs", "batch_size", "hidden_size", "num_layers", "mlp_ratio", "num_heads", "patch_size",
+                    "threads", "limit"):
+            if getattr(args, key) is not None:
+                integer(getattr(args, key), "--" + key.replace("_", "-"), minimum=1)
+        for key, bounds in ARG_RANGES.items():
+            if getattr(args, key) is not None:
+                number(getattr(args, key), "--" + key.replace("_", "-"), **bounds)
+    except ValueError as err:
+        bad(str(err))
+    kinds = ["cnn", "vit"] if args.model == "both" else [args.model]
+    for kind in kinds:
+        hp = hyperparameters(kind, args)
+        if kind == "vit":
+            if hp["hidden_size"] % hp["num_heads"]:
+                bad(f"--hidden-size {hp['hidden_size']} must be divisible by --num-heads {hp['num_heads']}")
+            if 28 % hp["patch_size"]:
+                bad(f"--patch-size must divide the 28-pixel images (1, 2, 4, 7, 14, 28), got {hp['patch_size']}")
+            if hp["distill_alpha"] > 0 and hp["augment"] not in ("flip", "none"):
+                bad(f"distillation supports --augment flip or none, got {hp['augment']}")
+            if hp["distill_alpha"] > 0 and "cnn" not in kinds:
+                for name in ("config.json", "model.safetensors", "metrics.json"):
+                    if not (args.teacher / name).is_file():
+                        bad(f"--teacher {args.teacher} has no {name}: train the CNN first (--model both) "
+                            "or pass --distill-alpha 0")
+    if args.no_save:
+        return
+    if args.ship and args.out_dir is not None:
+        bad("--ship writes into data/models: leave out --out-dir")
+    if args.ship:
+        args.out_dir, args.overwrite = SHIPPED_DIR, True
+    elif args.out_dir is None:
+        args.out_dir = RUNS_DIR / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    elif args.out_dir.resolve() == SHIPPED_DIR.resolve():
+        bad(f"--out-dir {args.out_dir} holds the shipped models: pass --ship to replace them")
+    problem = writable_problem(args.out_dir) if not args.out_dir.exists() or args.out_dir.is_file() else None
+    if problem is None and args.out_dir.is_dir() and not os.access(args.out_dir, os.W_OK):
+        problem = f"{args.out_dir} is not writable"
+    if problem:
+        bad(f"--out-dir: {problem}")
+    existing = [args.out_dir / OUT_NAMES[k] for k in kinds if (args.out_dir / OUT_NAMES[k]).exists()]
+    if existing and not args.overwrite:
+        bad(f"{', '.join(map(str, existing))} already exist: pass --overwrite to replace, or another --out-dir")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(args, parser)
+    try:
+        run(args)
+    except TrainingDiverged as err:
+        print(f"training diverged: {err}. Nothing saved; try a lower --lr.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args) -> None:
     import transformers
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    full_x, full_y = load_fashion_mnist("train", source="full")
-    heldout = torch.from_numpy(fashion_mnist_indices("heldout"))
+    try:
+        full_x, full_y = load_fashion_mnist("train", source="full")
+        test = load_fashion_mnist("test", source="full")
+        heldout = torch.from_numpy(fashion_mnist_indices("heldout"))
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"train_fashion.py: {err}") from err
     keep = torch.ones(len(full_y), dtype=torch.bool)
     keep[heldout] = False
     data = {
         "train": (full_x[keep], full_y[keep]),  # 55k
         "heldout": (full_x[heldout], full_y[heldout]),  # 5k, model selection
-        "test": load_fashion_mnist("test", source="full"),  # 10k, reported once at the end
+        "test": test,  # 10k, reported once at the end
         "test_subset": load_fashion_mnist("test"),  # shipped 2k
         "val_subset": load_fashion_mnist("val"),  # shipped 1k, inside the held-out 5k
     }
@@ -320,12 +422,7 @@ def main() -> None:
 
     trained = {}  # kind -> (model, metrics); the CNN goes first: it is the ViT's teacher
     for kind in (["cnn", "vit"] if args.model == "both" else [args.model]):
-        hp = dict(DEFAULTS[kind])
-        for key in ("epochs", "batch_size", "lr", "hidden_size", "num_layers", "mlp_ratio", "num_heads",
-                    "patch_size", "weight_decay", "warmup_epochs", "label_smoothing", "augment",
-                    "distill_alpha", "distill_temperature"):
-            if getattr(args, key) is not None and key in hp:
-                hp[key] = getattr(args, key)
+        hp = hyperparameters(kind, args)
         print(f"== {kind}: {hp}", flush=True)
         teacher = None
         if hp.get("distill_alpha", 0) > 0:  # the CNN trained just now, or the one in --teacher
@@ -334,6 +431,9 @@ def main() -> None:
             hp["teacher"] = {k: teacher_metrics[k] for k in ("val_accuracy", "train_images", "command")}
             print(f"distilling from the CNN (held-out accuracy {hp['teacher']['val_accuracy']:.4f})")
         model, log = train(kind, hp, data, args.seed, args.limit, teacher)
+        bad = nonfinite_parameters(model)
+        if bad:
+            raise TrainingDiverged(f"{kind}: non-finite weights in {bad[:3]} after training")
         channels = CHANNELS[kind]
         test_acc, test_correct = accuracy(model, *data["test"], channels)
         sub_acc, sub_correct = accuracy(model, *data["test_subset"], channels)
@@ -350,7 +450,7 @@ def main() -> None:
             "test_subset_size": len(data["test_subset"][1]),
             "val_accuracy": heldout_acc,  # 5k held out of the train split, used for model selection
             "val_subset_accuracy": val_acc,  # data/fashion_mnist/val.npz, part of the held-out 5k
-            "train_images": len(data["train"][1]) if not args.limit else args.limit,
+            "train_images": len(data["train"][1][:args.limit]),
             "num_parameters": cnn.num_parameters(model),
             "train_seconds": log["train_seconds"],
             "seconds_per_epoch": log["seconds_per_epoch"],
@@ -378,4 +478,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -100,7 +100,7 @@ def test_cli_doctor_exits_zero(capsys):
 
 def test_cli_doctor_strict_exit_code_counts_problems(capsys):
     report = doctor(file=io.StringIO())
-    assert main(["doctor", "--strict"]) == (1 if report.problems else 0)
+    assert main(["doctor", "--strict"]) == (1 if report.problems or report.warnings else 0)
 
 
 def test_cli_assets_lists_the_registry(capsys):

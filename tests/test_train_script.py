@@ -1,8 +1,10 @@
 """The pieces of `scripts/train_fashion.py` that shaped the shipped ViT: distillation and its data."""
 
 import importlib.util
+import json
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -91,3 +93,117 @@ def test_recorded_command_leaves_out_the_output_folder(script, monkeypatch):
     argv = ["scripts/train_fashion.py", "--model", "vit", "--out-dir", "/tmp/x", "--threads", "2", "--out-dir=/y"]
     monkeypatch.setattr(sys, "argv", argv)
     assert script.command_args() == ["--model", "vit", "--threads", "2"]
+
+
+# ---------------------------------------------------------------------------
+# Nothing shipped is lost: arguments checked first, new run folder, NaN never saved
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--limit", "0"], "--limit must be at least 1, got 0"),
+    (["--limit", "-5"], "--limit must be at least 1, got -5"),
+    (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["--model", "vit", "--num-heads", "5"], "--hidden-size 96 must be divisible by --num-heads 5"),
+    (["--model", "vit", "--patch-size", "5"], "--patch-size must divide the 28-pixel images"),
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--lr", "-1"], "--lr must be in"),
+    (["--label-smoothing", "1.5"], "--label-smoothing must be in"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--model", "vit", "--teacher", "/nonexistent"], "--teacher /nonexistent has no config.json"),
+    (["--out-dir", str(DATA_DIR / "models")], "holds the shipped models: pass --ship"),
+    (["--ship", "--out-dir", "/tmp/x"], "--ship writes into data/models"),
+])
+def test_bad_arguments_stop_before_any_data_is_read(script, monkeypatch, capsys, argv, match):
+    def no_data(*args, **kwargs):
+        raise AssertionError("data was read before the arguments were checked")
+
+    monkeypatch.setattr(script, "load_fashion_mnist", no_data)
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(argv)
+    assert exit_info.value.code == 2
+    assert match in capsys.readouterr().err
+
+
+def test_an_out_dir_that_is_a_file_stops_before_training(script, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit):
+        script.main(["--out-dir", str(blocker)])
+    assert f"{blocker} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_the_default_output_is_a_new_run_folder_not_the_shipped_models(script):
+    parser = script.build_parser()
+    args = parser.parse_args(["--limit", "256"])
+    script.check_args(args, parser)
+    assert args.out_dir.parent == script.RUNS_DIR, args.out_dir
+    assert not args.out_dir.resolve().is_relative_to(DATA_DIR.resolve())
+    args = parser.parse_args(["--ship"])
+    script.check_args(args, parser)
+    assert args.out_dir == DATA_DIR / "models" and args.overwrite
+
+
+def _idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.tobytes())
+
+
+@pytest.fixture(scope="module")
+def fake_fashion_root(tmp_path_factory):
+    """Learnable stand-ins for the official idx files (60k train, 10k test), as the script reads them."""
+    root = tmp_path_factory.mktemp("fashion")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 60000), ("t10k", 10000)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        images = (rng.random((n, 28, 28)) * 60 + labels[:, None, None] * 19).astype(np.uint8)
+        _idx(root / f"{split}-images-idx3-ubyte", images)
+        _idx(root / f"{split}-labels-idx1-ubyte", labels)
+    return root
+
+
+@pytest.fixture
+def fake_full_fashion(fake_fashion_root, monkeypatch):
+    root = fake_fashion_root
+    monkeypatch.setenv("VIT_COURSE_FASHION_MNIST", str(root))
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield root
+    torch.set_num_threads(threads)  # the script sets both for the whole process
+    torch.use_deterministic_algorithms(deterministic)
+
+
+TINY_RUN = ["--model", "cnn", "--epochs", "1", "--limit", "256", "--batch-size", "32", "--threads", "1"]
+
+
+def test_a_diverging_run_saves_nothing_and_exits_non_zero(script, fake_full_fashion, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert script.main([*TINY_RUN, "--lr", "1e4", "--out-dir", str(out)]) == 1
+    assert "training diverged" in capsys.readouterr().err
+    assert not (out / "cnn-fashion").exists(), "non-finite weights were saved"
+
+
+def test_a_run_writes_its_folder_with_hashes_and_is_not_replaced_silently(script, fake_full_fashion, tmp_path,
+                                                                            capsys):
+    from vit_course import cnn
+    from vit_course.paths import sha256
+
+    out = tmp_path / "runs"
+    assert script.main([*TINY_RUN, "--out-dir", str(out)]) == 0
+    folder = out / "cnn-fashion"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["train_images"] == 256
+    assert metrics["sha256"] == {f: sha256(folder / f) for f in ("config.json", "model.safetensors")}
+    cnn.load(folder)
+    with pytest.raises(SystemExit):
+        script.main([*TINY_RUN, "--out-dir", str(out)])
+    assert "already exist: pass --overwrite" in capsys.readouterr().err
+
+
+def test_non_finite_weights_are_never_written(script, tmp_path):
+    from vit_course import cnn
+
+    model = cnn.SmallCNN()
+    with torch.no_grad():
+        model.head.weight[0, 0] = float("nan")
+    with pytest.raises(script.TrainingDiverged, match="non-finite weights"):
+        script.write_model_dir("cnn", model, tmp_path / "cnn-fashion", {})
+    assert not (tmp_path / "cnn-fashion").exists()

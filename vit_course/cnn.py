@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vit_course.paths import atomic_write
+from vit_course.paths import atomic_write, read_json, read_safetensors
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -103,16 +103,16 @@ def save(model: SmallCNN, folder: str | os.PathLike, extra: dict | None = None) 
 
 def load(folder: str | os.PathLike) -> SmallCNN:
     """Read a folder written by `save`; raise ValueError naming every key that does not fit."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name} not found (expected a folder written by vit_course.cnn.save)")
-    raw = json.loads((folder / CONFIG_NAME).read_text())
+    fix = ("`git checkout -- data/models/cnn-fashion` for the shipped model, "
+           "or save it again with vit_course.cnn.save")
+    raw = read_json(folder / CONFIG_NAME, fix)
     known = CNNConfig.__dataclass_fields__
-    model = SmallCNN(CNNConfig(**{k: v for k, v in raw.items() if k in known}))
-    state = load_file(folder / WEIGHTS_NAME)
+    try:
+        model = SmallCNN(CNNConfig(**{k: v for k, v in raw.items() if k in known}))
+    except (TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"{folder / CONFIG_NAME} is not a SmallCNN config ({err}). Fix: {fix}") from err
+    state = read_safetensors(folder / WEIGHTS_NAME, fix)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

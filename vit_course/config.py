@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from .validation import integer, number
+
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 
@@ -42,6 +44,7 @@ class ViTConfig:
     attn_implementation: str = "eager"  # "eager" teaches and returns weights; "sdpa" is fused
 
     def __post_init__(self) -> None:
+        self._validate_fields()
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size must be divisible by num_attention_heads: expected a multiple of "
@@ -63,6 +66,31 @@ class ViTConfig:
             )
         if self.id2label is not None:
             self.id2label = {int(k): v for k, v in self.id2label.items()}
+            if self.num_labels and sorted(self.id2label) != list(range(self.num_labels)):
+                raise ValueError(
+                    f"id2label must name the classes 0..{self.num_labels - 1} (num_labels={self.num_labels}), "
+                    f"got keys {sorted(self.id2label)}"
+                )
+
+    def _validate_fields(self) -> None:
+        """Every field's type and range, before anything divides by it."""
+        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "patch_size", "num_channels"):
+            integer(getattr(self, name), name, minimum=1)
+        integer(self.num_labels, "num_labels", minimum=0)
+        sizes = self.image_size if isinstance(self.image_size, (list, tuple)) else [self.image_size]
+        if len(sizes) != (2 if isinstance(self.image_size, (list, tuple)) else 1):
+            raise ValueError(f"image_size must be an int or (height, width), got {self.image_size!r}")
+        for size in sizes:
+            integer(size, "image_size", minimum=1)
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            number(getattr(self, name), name, low=0.0, high=1.0, high_open=True)
+        number(self.initializer_range, "initializer_range", low=0.0)
+        number(self.layer_norm_eps, "layer_norm_eps", low=0.0, low_open=True)
+        if not isinstance(self.qkv_bias, bool):
+            raise ValueError(f"qkv_bias must be True or False, got {self.qkv_bias!r}")
+        if self.id2label is not None and not isinstance(self.id2label, dict):
+            raise ValueError(f"id2label must be a dict {{class index: name}} or None, got {type(self.id2label).__name__}")
 
     @property
     def head_dim(self) -> int:

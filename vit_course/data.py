@@ -18,15 +18,16 @@ made for RGB (torchvision's `Grayscale(num_output_channels=3)` does the same).
 from __future__ import annotations
 
 import gzip
-import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vit_course.paths import DATA_DIR
+from vit_course.paths import DATA_DIR, read_json
+from vit_course.validation import integer, number
 
 FASHION_MNIST_LABELS = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -79,15 +80,28 @@ def fashion_mnist_dirs() -> list[Path]:
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one idx file (`.gz` or not): the format of the original MNIST files."""
+    """Read one idx file (`.gz` or not): the format of the original MNIST files.
+
+    A truncated, padded or foreign file is a ValueError naming it.
+    """
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]  # magic: 0, 0, dtype (0x08 = uint8), ndim
-    if data[:3] != b"\x00\x00\x08":
-        raise ValueError(f"{path}: not an idx file of uint8")
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, OSError) as err:  # a truncated or broken .gz
+        raise ValueError(f"{path}: cannot be read ({type(err).__name__}: {err}). {HOW_TO_GET_FASHION_MNIST}") from err
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08":  # magic: 0, 0, dtype (0x08 = uint8), ndim
+        raise ValueError(f"{path}: not an idx file of uint8 (got {len(data)} bytes). {HOW_TO_GET_FASHION_MNIST}")
+    ndim = data[3]
+    header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    expected = header + int(np.prod(shape))
+    if len(data) != expected:
+        raise ValueError(
+            f"{path}: truncated or padded idx file: its header says shape {shape}, {expected} bytes, "
+            f"the file has {len(data)}. {HOW_TO_GET_FASHION_MNIST}"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def _find_idx(name: str) -> tuple[Path | None, list[Path]]:
@@ -104,13 +118,19 @@ def read_fashion_mnist_idx(split: str) -> tuple[np.ndarray, np.ndarray]:
     """The official split as numpy: images uint8 `(N, 28, 28)`, labels uint8 `(N,)`."""
     if split not in IDX_FILES:
         raise ValueError(f"the full Fashion-MNIST has splits 'train' and 'test', not {split!r}")
-    arrays = []
+    arrays, paths = [], []
     for name in IDX_FILES[split]:
         path, looked = _find_idx(name)
         if path is None:
             raise _missing(f"Fashion-MNIST file {name}(.gz)", looked, HOW_TO_GET_FASHION_MNIST)
         arrays.append(read_idx(path))
+        paths.append(path)
     images, labels = arrays
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(
+            f"Fashion-MNIST {split!r} files do not match: expected images (N, 28, 28) and labels (N,), "
+            f"got {images.shape} in {paths[0]} and {labels.shape} in {paths[1]}. {HOW_TO_GET_FASHION_MNIST}"
+        )
     return images, labels
 
 
@@ -124,8 +144,15 @@ def _load_npz(folder: str, split: str, splits: tuple[str, ...]) -> dict[str, np.
             "It ships with the repository: check out data/ again, or rebuild it with "
             "`python scripts/make_data.py` (needs the full dataset; " + HOW_TO_GET_FASHION_MNIST + ")",
         )
-    with np.load(path) as npz:
-        return {k: npz[k] for k in npz.files}
+    fix = "check out data/ again (`git checkout -- data/`) or rebuild it with `python scripts/make_data.py`"
+    try:
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} cannot be read ({type(err).__name__}: {err}). Fix: {fix}") from err
+    if "images" in arrays and len(arrays["images"]) != len(arrays.get("labels", ())):
+        raise ValueError(f"{path}: {len(arrays['images'])} images but {len(arrays.get('labels', ()))} labels. Fix: {fix}")
+    return arrays
 
 
 def load_fashion_mnist(split: str, source: str = "subset") -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,7 +210,10 @@ def to_model_input(
     Pixels go to [0, 1], then `(x - mean) / std` if mean is given, then the gray channel
     is copied `channels` times. No augmentation. Same numbers as the Hugging Face image
     processor shipped with our models (rescale 1/255, normalize, convert to RGB).
+    Anything but gray uint8 images (floats, channel axes) is a ValueError.
     """
+    check_gray_images(images, allow_single=True)
+    check_preprocessing(mean, std, channels, size)
     single = images.dim() == 2
     x = images.reshape(-1, 1, *images.shape[-2:]).float() / 255.0  # (N, 1, H, W)
     if size is not None and tuple(x.shape[-2:]) != (size, size):
@@ -193,6 +223,41 @@ def to_model_input(
         x = (x - mean) / std
     x = x.expand(-1, channels, -1, -1).contiguous()  # (N, C, H, W)
     return x[0] if single else x
+
+
+def check_gray_images(images, allow_single: bool = False) -> None:
+    """Raise a ValueError unless `images` is a uint8 tensor `(N, H, W)` (or `(H, W)`)."""
+    shapes = "(N, H, W) or one (H, W)" if allow_single else "(N, H, W)"
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"expected a uint8 torch.Tensor of gray images {shapes}, got {type(images).__name__}")
+    if images.dtype != torch.uint8:
+        hint = ""
+        if images.is_floating_point():
+            hint = ("; pixels are divided by 255 here, so float images would be scaled twice: for images "
+                    "already in [0, 1] pass (x * 255).round().to(torch.uint8) or normalise (x - mean) / std yourself")
+        raise ValueError(f"expected uint8 images with pixels 0..255, got {images.dtype}{hint}")
+    if images.ndim not in ((2, 3) if allow_single else (3,)):
+        hint = ""
+        if images.ndim == 4 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4)):
+            hint = "; these look like colour or channel-first images: take one gray channel first"
+        raise ValueError(f"expected gray images {shapes}, got shape {tuple(images.shape)}{hint}")
+    if images.ndim == 3 and images.shape[-1] in (3, 4) and images.shape[-2] > 4:
+        raise ValueError(
+            f"expected gray images {shapes}, got shape {tuple(images.shape)}, which looks like one colour "
+            "image (H, W, C): take one gray channel first"
+        )
+
+
+def check_preprocessing(mean, std, channels, size) -> None:
+    """Raise a ValueError unless the preprocessing arguments make sense."""
+    if mean is not None:
+        number(mean, "mean")
+        if std is None:
+            raise ValueError("std must be given with mean, got std=None")
+        number(std, "std", low=0.0, low_open=True)
+    integer(channels, "channels", minimum=1)
+    if size is not None:
+        integer(size, "size", minimum=1)
 
 
 class RandomShiftFlip:
@@ -224,8 +289,13 @@ class ImageDataset(Dataset):
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, augment=None,
                  mean: float | None = None, std: float | None = None,
                  channels: int = 1, size: int | None = None):
+        check_gray_images(images)
+        check_preprocessing(mean, std, channels, size)
+        if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.is_floating_point():
+            got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise ValueError(f"expected integer labels (N,) as a torch.Tensor, got {got}")
         if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+            raise ValueError(f"expected one label per image, got {len(images)} images but {len(labels)} labels")
         self.images, self.labels = images, labels
         self.augment = augment  # on the uint8 (1, H, W) image, before scaling
         self.mean, self.std, self.channels, self.size = mean, std, channels, size
@@ -266,6 +336,8 @@ def make_loader(
         channels: 3 to feed a model made for RGB images; the gray channel is copied.
         size: resize to `size x size` (bilinear), e.g. 224 for a model pretrained there.
     """
+    integer(batch_size, "batch_size", minimum=1)
+    integer(num_workers, "num_workers", minimum=0)
     augment = train if augment is None else augment
     if augment is True:
         augment = RandomShiftFlip()
@@ -300,10 +372,9 @@ def mnist_loader(split: str, batch_size: int = 128, *, train: bool | None = None
 
 
 def _read_json(relative: str):
-    path = DATA_DIR / relative
-    if not path.is_file():
-        raise _missing(relative, [path], "It ships with the repository; rebuild with `python scripts/make_data.py`.")
-    return json.loads(path.read_text(encoding="utf-8"))
+    folder = relative.split("/")[0]
+    fix = f"check out data/{folder} again (`git checkout -- data/{folder}`) or run `python scripts/make_data.py`"
+    return read_json(DATA_DIR / relative, fix)
 
 
 def list_photos() -> list[dict]:
@@ -321,9 +392,12 @@ def load_photo(name: str):
     path = DATA_DIR / "photos" / photos[name]["file"]
     if not path.is_file():
         raise _missing(f"photo {name!r}", [path], "Rebuild with `python scripts/make_data.py`.")
-    with Image.open(path) as image:
-        image.load()
-        return image
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except (OSError, SyntaxError) as err:  # PIL: truncated or not an image
+        raise ValueError(f"{path} cannot be read as an image ({err}). Fix: `git checkout -- data/photos`") from err
 
 
 def imagenet_labels() -> list[str]:

