@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
-ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "fast")  # "fast": one fused qkv Linear + sdpa
 
 
 def to_2tuple(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
