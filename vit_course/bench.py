@@ -65,7 +65,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 
 def time_per_call(fn: Callable[[], object], min_seconds: float = 0.2, device: torch.device | None = None) -> float:
-    """Seconds per call of `fn`: calls it until `min_seconds` have passed (at least twice)."""
+    """Seconds per call of `fn`: calls it until `min_seconds` have passed (at least once)."""
     sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
     calls, start = 0, time.perf_counter()
     while True:
@@ -73,7 +73,7 @@ def time_per_call(fn: Callable[[], object], min_seconds: float = 0.2, device: to
         calls += 1
         sync()
         elapsed = time.perf_counter() - start
-        if calls >= 2 and elapsed >= min_seconds:
+        if elapsed >= min_seconds:
             return elapsed / calls
 
 
@@ -86,8 +86,28 @@ def matmul_gflops(n: int = 2048, device: torch.device | str = "cpu", dtype: torc
     return 2 * n**3 / time_per_call(lambda: a @ b, min_seconds, device) / 1e9
 
 
+def _return_freed_memory_at_once() -> None:
+    """Make glibc give every block of 256 KiB or more back to the system when it is freed
+    (its default raises that threshold as a program runs, and freed tensors then stay in
+    the resident set, hiding the next step's peak). No-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD, fixed: no more dynamic raising
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class PeakMemory:
-    """Peak memory while the `with` block runs, in MiB above what was in use at its start."""
+    """Peak memory while the `with` block runs, in MiB above what was in use at its start.
+
+    On a GPU, from the CUDA allocator. On the CPU, the resident set size read from
+    /proc/self/statm every half millisecond by a thread: tensors are large blocks that
+    glibc maps and unmaps, so it rises and falls with them (Linux only; NaN elsewhere).
+    """
 
     def __init__(self, device: torch.device) -> None:
         self.device, self.mib = device, 0.0
@@ -106,7 +126,10 @@ class PeakMemory:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             self._start = torch.cuda.memory_allocated()
+        elif not Path("/proc/self/statm").exists():
+            self._thread = None  # not Linux: no cheap resident-size reading
         else:
+            _return_freed_memory_at_once()
             self._start = self._peak = self._rss()
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -117,6 +140,8 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             self.mib = (torch.cuda.max_memory_allocated() - self._start) / 2**20
+        elif self._thread is None:
+            self.mib = float("nan")
         else:
             self._stop.set()
             self._thread.join()
