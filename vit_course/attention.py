@@ -7,11 +7,18 @@ looked at. `MultiHeadSelfAttention` mirrors HF's `ViTAttention` (in transformers
 `q_proj`, `k_proj`, `v_proj`, `o_proj`): project, split D into heads, attend in each
 head, merge, project back. `fused=True` swaps the teaching path for PyTorch's fused
 `F.scaled_dot_product_attention`, which is faster but returns no weights.
+
+`FusedQKVSelfAttention` is the fast path (`ViTConfig(attn_implementation="fast")`, as
+timm's `Attention`): one `qkv` Linear of width 3D instead of three of width D, then the
+fused kernel. Same numbers, fewer and larger matrix products. `fuse_qkv_state_dict` and
+`split_qkv_state_dict` move weights between the two layouts, so HF checkpoints load into
+either. Measured in `vit_course.bench` and notebook 08.
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from torch import nn
@@ -84,3 +91,78 @@ class MultiHeadSelfAttention(nn.Module):
         else:
             out, weights = scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)  # (B, h, N, d)
         return self.o_proj(self.merge_heads(out)), weights
+
+
+class FusedQKVSelfAttention(MultiHeadSelfAttention):
+    """The fast path: the same attention with q, k, v computed by one Linear (D -> 3D).
+
+    Takes `MultiHeadSelfAttention`'s arguments (`fused` is ignored: this path always uses
+    the fused kernel unless weights are asked for). `qkv.weight` is `q_proj.weight`,
+    `k_proj.weight`, `v_proj.weight` stacked along the output dimension.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool = True, dropout: float = 0.0, fused: bool = True) -> None:
+        nn.Module.__init__(self)
+        if hidden_size % num_heads:
+            raise ValueError(
+                f"hidden_size must be divisible by num_heads: expected a multiple of {num_heads}, got {hidden_size}"
+            )
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.dropout = dropout
+        self.fused = True
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=qkv_bias)
+        self.o_proj = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor, need_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, N, D) -> out (B, N, D), weights (B, h, N, N) or None."""
+        B, N, _ = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)  # (B, N, 3, h, d)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, N, d)
+        dropout_p = self.dropout if self.training else 0.0
+        if need_weights:
+            out, weights = scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)  # (B, h, N, d)
+        else:
+            out, weights = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p), None
+        return self.o_proj(self.merge_heads(out)), weights
+
+
+_QKV = re.compile(r"^((?:.*\.)?)([qkv])_proj\.(weight|bias)$")  # prefix: empty or ends with "."
+
+
+def fuse_qkv_state_dict(state_dict: dict) -> dict:
+    """Teaching layout -> fast layout: every `X.q_proj.P`, `X.k_proj.P`, `X.v_proj.P`
+    (P = weight or bias) becomes one `X.qkv.P`, q first; other keys pass unchanged."""
+    fused, parts = {}, {}
+    for key, value in state_dict.items():
+        match = _QKV.match(key)
+        if match is None:
+            fused[key] = value
+            continue
+        prefix, which, kind = match.groups()
+        parts.setdefault((prefix, kind), {})[which] = value
+    for (prefix, kind), qkv in parts.items():
+        if set(qkv) != {"q", "k", "v"}:
+            missing = sorted({"q", "k", "v"} - set(qkv))
+            raise ValueError(
+                f"cannot fuse {prefix.rstrip('.') or 'the attention'}: expected q_proj, k_proj and v_proj {kind}, missing "
+                + ", ".join(f"{m}_proj.{kind}" for m in missing)
+            )
+        fused[f"{prefix}qkv.{kind}"] = torch.cat([qkv["q"], qkv["k"], qkv["v"]], dim=0)
+    return fused
+
+
+def split_qkv_state_dict(state_dict: dict) -> dict:
+    """Fast layout -> teaching layout: the inverse of `fuse_qkv_state_dict`."""
+    split = {}
+    for key, value in state_dict.items():
+        match = re.match(r"^((?:.*\.)?)qkv\.(weight|bias)$", key)
+        if match is None:
+            split[key] = value
+            continue
+        prefix, kind = match.groups()
+        if value.shape[0] % 3:
+            raise ValueError(f"{key}: expected a first dimension divisible by 3, got shape {tuple(value.shape)}")
+        for which, part in zip("qkv", value.chunk(3, dim=0)):
+            split[f"{prefix}{which}_proj.{kind}"] = part
+    return split

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import MultiHeadSelfAttention
+from .attention import FusedQKVSelfAttention, MultiHeadSelfAttention
 from .config import ViTConfig
 
 
@@ -49,12 +49,13 @@ class TransformerBlock(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.attn = MultiHeadSelfAttention(
+        attention = FusedQKVSelfAttention if config.attn_implementation == "fast" else MultiHeadSelfAttention
+        self.attn = attention(
             config.hidden_size,
             config.num_attention_heads,
             qkv_bias=config.qkv_bias,
             dropout=config.attention_probs_dropout_prob,
-            fused=config.attn_implementation == "sdpa",
+            fused=config.attn_implementation != "eager",
         )
         self.drop = nn.Dropout(config.hidden_dropout_prob)
         self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)

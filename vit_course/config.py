@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from .validation import integer, number
 
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
-ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "fast")  # "fast": one fused qkv Linear + sdpa
 
 
 def to_2tuple(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .attention import split_qkv_state_dict
 from .config import ViTConfig
 
 LEGACY, CURRENT = "legacy", "current"
@@ -171,7 +172,8 @@ def to_hf(model):
     else:
         hf_model = transformers.ViTModel(hf_config, add_pooling_layer=False)
     scheme, prefix = detect_layout(hf_model.state_dict())
-    state_dict = {hf_name(k, scheme, prefix): v for k, v in model.state_dict().items()}
+    teaching = split_qkv_state_dict(model.state_dict())  # the fast path's fused qkv, split
+    state_dict = {hf_name(k, scheme, prefix): v for k, v in teaching.items()}
     check_state_dict(hf_model.state_dict(), state_dict, source="converted state dict")
     hf_model.load_state_dict(state_dict, strict=True)
     return hf_model.eval()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .attention import fuse_qkv_state_dict, split_qkv_state_dict
 from .block import TransformerBlock
 from .config import ViTConfig, to_2tuple
 from .patches import PatchEmbedding, check_images
@@ -110,6 +111,10 @@ class VisionTransformer(nn.Module):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """As `nn.Module.load_state_dict`, but a missing, unexpected or misshaped key is a
         ValueError that names it."""
+        if self.config.attn_implementation == "fast":
+            state_dict = fuse_qkv_state_dict(state_dict)  # a no-op on the fast layout
+        else:
+            state_dict = split_qkv_state_dict(state_dict)  # a no-op on the teaching layout
         if strict:
             from .hf import check_state_dict
 
@@ -117,13 +122,16 @@ class VisionTransformer(nn.Module):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @classmethod
-    def from_hf(cls, source) -> "VisionTransformer":
+    def from_hf(cls, source, attn_implementation: str = "eager") -> "VisionTransformer":
         """From a transformers `ViTModel`/`ViTForImageClassification`, a `save_pretrained`
-        directory, or (online) a hub id such as "google/vit-base-patch16-224"."""
+        directory, or (online) a hub id such as "google/vit-base-patch16-224".
+        `attn_implementation="fast"` gives the fast path with the same weights."""
+        from dataclasses import replace
+
         from .hf import load_hf
 
         config, state_dict = load_hf(source)
-        model = cls(config)
+        model = cls(replace(config, attn_implementation=attn_implementation))
         model.load_state_dict(state_dict)
         return model.eval()
 
