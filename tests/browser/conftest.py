@@ -26,6 +26,8 @@ def browser(lab):
 
 
 @pytest.fixture(scope="session")
-def screenshots(tmp_path_factory):
-    """One PNG per notebook, kept after the run (pytest keeps the last three temp folders)."""
-    return tmp_path_factory.mktemp("browser-screenshots", numbered=False)
+def screenshots():
+    """One PNG per notebook, kept after the run in build/browser-screenshots (git ignores build/)."""
+    folder = browser_lab.REPO / "build" / "browser-screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -74,3 +74,10 @@ def test_a_broken_notebook_is_reported(tmp_path, lab, browser, screenshots, name
     report = run(tmp_path, lab, browser, screenshots, name, *sources, graded=graded)
     assert any(problem.startswith(expected) for problem in report.problems), (
         f"expected a problem starting with {expected!r}, got {report.problems}")
+
+
+def test_without_chromium_the_reason_says_how_to_enable_the_tests(monkeypatch):
+    monkeypatch.setattr(browser_lab.shutil, "which", lambda name: None)
+    reason = browser_lab.missing_tools()
+    assert reason and "no chromium on PATH" in reason and "apt-get install chromium" in reason, reason
+    assert "make test-browser" in reason, reason
