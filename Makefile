@@ -1,6 +1,7 @@
 # vit-course: two commands, each doing its own set-up on a machine with python3 and make
 #   make lab    create .venv if missing, install the course, open JupyterLab on notebooks/
 #   make test   the same set-up plus test extras, then unit tests and nbval over every notebook
+#   make test-browser   only the browser tests: every learner notebook in JupyterLab in headless Chromium
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +18,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 # idle PyTorch threads sleep instead of spinning: a busy machine stays usable
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: lab test notebooks learner constraints doctor clean
+.PHONY: lab test test-browser notebooks learner constraints doctor clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,10 @@ lab: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300 $(PYTEST_ARGS)
+
+# The learner notebooks in JupyterLab in the system's Chromium (skipped, saying how to enable, without it)
+test-browser: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests/browser -v $(PYTEST_ARGS)
 
 # Regenerate learner notebooks from the solutions, then re-execute both the way nbval runs them
 notebooks: $(VENV)/.installed-test
