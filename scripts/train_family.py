@@ -47,18 +47,20 @@ OUT_NAMES = {"swin": "swin-tiny-fashion", "mae": "mae-tiny-fashion", "clip": "cl
 HYPERPARAMETERS = {
     "swin": dict(epochs=6, batch_size=64, lr=2e-3, weight_decay=0.05, embed_dim=32, depths=[2, 2], num_heads=[2, 4],
                  window_size=7, patch_size=2),
-    "mae": dict(epochs=8, batch_size=64, lr=1.5e-3, weight_decay=0.05, hidden_size=64, num_layers=4, num_heads=4,
+    "mae": dict(epochs=16, batch_size=64, lr=5e-4, weight_decay=0.05, hidden_size=64, num_layers=4, num_heads=4,
                 decoder_hidden_size=32, decoder_layers=2, mask_ratio=0.75, norm_pix_loss=False, patch_size=4,
                 probe_steps=300),
     "clip": dict(steps=1500, batch_size=10, lr=1e-3, weight_decay=0.05, hidden_size=64, num_layers=3, num_heads=4,
                  text_hidden_size=64, text_layers=2, projection_dim=32, patch_size=4),
 }
 
-# captions: "{}" is the class name; the last two are held out for zero-shot evaluation
+# captions: "{}" is the class name; the last two are held out for zero-shot evaluation. They
+# are new sentences made of words the training captions use: a word never seen in training
+# would keep its random embedding (the tokenizer is word-level), which tests nothing
 TEMPLATES = [
     "a photo of a {}", "a picture of a {}", "an image of a {}", "a {} on a plain background",
     "a small photo of the {}", "a product photo of a {}",
-    "a black and white photo of a {}", "a low resolution image of the {}",
+    "a small product picture of the {}", "an image of the {} on a background",
 ]
 TRAIN_TEMPLATES, HELDOUT_TEMPLATES = TEMPLATES[:6], TEMPLATES[6:]
 CLASS_WORDS = [name.lower().replace("/", " or ").replace("-", " ") for name in FASHION_MNIST_LABELS]
@@ -234,20 +236,27 @@ def make_tokenizer():
     from transformers import PreTrainedTokenizerFast
 
     words = sorted({w for t in TEMPLATES for w in t.replace("{}", " ").split()} | {w for c in CLASS_WORDS for w in c.split()})
-    vocab = {"[PAD]": 0, "[BOS]": 1, "[EOS]": 2, "[UNK]": 3, **{w: i + 4 for i, w in enumerate(words)}}
+    # the special tokens last, [EOS] the highest id, as in CLIP's own vocabulary: CLIPTextModel
+    # pools the hidden state at [EOS] (found as the largest id when eos_token_id is 2)
+    vocab = {**{w: i for i, w in enumerate(words)}}
+    for special in ("[UNK]", "[PAD]", "[BOS]", "[EOS]"):
+        vocab[special] = len(vocab)
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 1), ("[EOS]", 2)])
+    tok.post_processor = processors.TemplateProcessing(
+        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", vocab["[BOS]"]), ("[EOS]", vocab["[EOS]"])])
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", bos_token="[BOS]", eos_token="[EOS]",
                                    unk_token="[UNK]", model_max_length=16)
 
 
-def clip_config(hp: dict, vocab_size: int):
+def clip_config(hp: dict, tokenizer):
     import transformers
 
-    text = dict(vocab_size=vocab_size, hidden_size=hp["text_hidden_size"], intermediate_size=2 * hp["text_hidden_size"],
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in
+           [("pad_token_id", "[PAD]"), ("bos_token_id", "[BOS]"), ("eos_token_id", "[EOS]")]}
+    text = dict(vocab_size=len(tokenizer), hidden_size=hp["text_hidden_size"], intermediate_size=2 * hp["text_hidden_size"],
                 num_hidden_layers=hp["text_layers"], num_attention_heads=4, max_position_embeddings=16,
-                pad_token_id=0, bos_token_id=1, eos_token_id=2)
+                **ids)
     vision = dict(image_size=28, patch_size=hp["patch_size"], num_channels=1, hidden_size=hp["hidden_size"],
                   intermediate_size=2 * hp["hidden_size"], num_hidden_layers=hp["num_layers"],
                   num_attention_heads=hp["num_heads"])
@@ -271,7 +280,7 @@ def train_clip(hp: dict, seed: int):
 
     torch.manual_seed(seed)
     tokenizer = make_tokenizer()
-    model = transformers.CLIPModel(clip_config(hp, len(tokenizer)))
+    model = transformers.CLIPModel(clip_config(hp, tokenizer))
     images, labels = load_fashion_mnist("train")
     x = gray(images)
     by_class = [torch.nonzero(labels == c).flatten() for c in range(10)]
@@ -377,6 +386,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="model folder (default: data/models/<name>)")
+    parser.add_argument("--epochs", type=int, help="swin and mae: epochs (default in HYPERPARAMETERS)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
     parser.add_argument("--no-save", action="store_true", help="train and report, write nothing")
     args = parser.parse_args()
@@ -384,7 +394,9 @@ def main() -> None:
     out = args.out or DATA_DIR / "models" / OUT_NAMES[args.model]
     if out.exists() and not (args.overwrite or args.no_save):
         raise SystemExit(f"{out} exists: pass --overwrite to replace it (the shipped model and its metrics.json)")
-    hp = HYPERPARAMETERS[args.model]
+    hp = dict(HYPERPARAMETERS[args.model])
+    if args.epochs is not None:
+        hp["epochs"] = args.epochs
     start = time.time()
     model, metrics = {"swin": train_swin, "mae": train_mae, "clip": train_clip}[args.model](hp, args.seed)
     core = model[0] if isinstance(model, tuple) else model
