@@ -7,7 +7,8 @@
 Mirrors HF's `ViTModel` (without its pooler) and `ViTForImageClassification`, which
 applies the classifier to the final-LayerNorm'd CLS token. `forward_features` ->
 `pool` -> `forward_head` are the seams to hook into, as in timm. Weights move to and
-from HF with `from_hf` and `to_hf` (see `vit_course.hf`).
+from HF with `from_hf` and `to_hf` (see `vit_course.hf`), and to and from timm with
+`from_timm` and `to_timm` (see `vit_course.timm_bridge`).
 """
 
 from __future__ import annotations
@@ -142,3 +143,17 @@ class VisionTransformer(nn.Module):
 
         return to_hf(self)
 
+
+    @classmethod
+    def from_timm(cls, model) -> "VisionTransformer":
+        """From a timm `VisionTransformer` (the fused qkv split, timm's LayerNorm eps kept);
+        needs timm (see `vit_course.timm_bridge`)."""
+        from .timm_bridge import from_timm
+
+        return from_timm(model, cls)
+
+    def to_timm(self):
+        """A timm `VisionTransformer` with equal outputs, in eval mode; needs timm."""
+        from .timm_bridge import to_timm
+
+        return to_timm(self)
