@@ -482,3 +482,36 @@ def test_module_answers_are_judged_forward_and_backward_in_the_sandbox(tmp_path)
     assert (rows["block_check"].points, rows["block_check"].status) == (0.0, "graded"), rows["block_check"]
     assert "backward" in rows["block_check"].message, rows["block_check"].message
     assert rows["vit_check"].points == 4.0, "the reference block is used for the ViT exercise, no cascade"
+
+
+def test_every_graded_exercise_of_every_notebook_has_heldout_cases_and_a_reference():
+    from vit_course.grading import heldout
+    from vit_course.grading.release import exercises, solution_notebooks
+
+    for path in solution_notebooks():
+        for exercise in exercises(nbformat.read(path, as_version=4)):
+            assert exercise.check in heldout.PROBES, f"{path.name}: no held-out probe for {exercise.check}"
+            assert exercise.reference, f"{path.name}: no use_or_reference cell for {exercise.learner}"
+
+
+def test_heldout_cases_catch_what_the_reference_would_not_do():
+    """The comparison is strict: the reference passes its own cases, a mistake does not."""
+    import torch
+
+    from vit_course.grading import heldout
+    from vit_course.patches import patchify
+    from vit_course.position import sincos_2d
+
+    cases = heldout.make_cases("check_patchify", patchify, seed=1)
+    probe = heldout.PROBES["check_patchify"]
+    for case in cases:
+        assert heldout.compare(probe.run(patchify, case["inputs"]), case["expected"], probe.atol) == []
+    transposed = lambda x, P: patchify(x.transpose(-2, -1).contiguous(), P)  # noqa: E731
+    assert any(heldout.compare(probe.run(transposed, c["inputs"]), c["expected"], probe.atol) for c in cases)
+    cases = heldout.make_cases("check_sincos_2d", sincos_2d, seed=3)
+    default_only = lambda rows, cols, dim, temperature=10000.0: sincos_2d(rows, cols, dim)  # noqa: E731
+    probe = heldout.PROBES["check_sincos_2d"]
+    assert any(c["inputs"]["temperature"] != 10000.0 for c in cases)
+    assert any(heldout.compare(probe.run(default_only, c["inputs"]), c["expected"], probe.atol) for c in cases)
+    assert heldout.compare(torch.zeros(2), torch.zeros(2, dtype=torch.float64).float(), 1e-4) == []
+    assert heldout.compare(3, 3, 0) == [] and heldout.compare(True, 1, 0) != []

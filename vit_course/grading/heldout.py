@@ -281,6 +281,24 @@ def _shuffle_cases(rng):
     return out
 
 
+# 09
+def _window_cases(rng):
+    out = []
+    for _ in range(3):
+        M = rng.randint(1, 4)
+        out.append({"x": _randn(rng, rng.randint(1, 2), M * rng.randint(1, 3), M * rng.randint(1, 3), rng.randint(1, 4)),
+                    "M": M})
+    return out
+
+
+def _mask_cases(rng):
+    out = []
+    for _ in range(3):
+        M = rng.randint(2, 5)
+        out.append({"H": M * rng.randint(1, 3), "W": M * rng.randint(1, 3), "M": M, "s": rng.randint(1, M - 1)})
+    return out
+
+
 PROBES: dict[str, Probe] = {
     "check_patchify": Probe(_patchify_cases, lambda f, c: f(c["x"].clone(), c["P"])),
     "check_conv_to_linear_weight": Probe(_conv_cases, _conv_run),
@@ -300,6 +318,8 @@ PROBES: dict[str, Probe] = {
     "check_shift_images": Probe(_shift_cases, lambda f, c: f(c["x"].clone(), c["dx"], c["dy"])),
     "check_shuffle_patches": Probe(_shuffle_cases,
                                    lambda f, c: f(c["x"].clone(), c["P"], torch.Generator().manual_seed(c["seed"]))),
+    "check_window_partition": Probe(_window_cases, lambda f, c: f(c["x"].clone(), c["M"])),
+    "check_shifted_window_mask": Probe(_mask_cases, lambda f, c: f(c["H"], c["W"], c["M"], c["s"])),
 }
 
 

@@ -169,7 +169,8 @@ def release(selection: list[str] | None, out: str | os.PathLike, instructor: str
         for exercise in exercises(nb):
             reference = eval(exercise.reference, namespace) if exercise.reference else None  # instructor's own cell
             if reference is None or exercise.check not in heldout.PROBES:
-                raise ValueError(f"{path.name}: exercise {exercise.grade_id!r} has no reference or no held-out probe")
+                raise ValueError(f"{path.name}: exercise {exercise.grade_id!r} has no reference (a use_or_reference "
+                                 f"cell) or no held-out probe ({exercise.check!r} in vit_course.grading.heldout.PROBES)")
             cases = heldout.make_cases(exercise.check, reference, seed)
             entry = dict(vars(exercise))
             entry["heldout"] = wire.encode(cases)
