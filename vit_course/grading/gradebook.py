@@ -70,14 +70,14 @@ def _work(job: tuple, options: Options) -> list[Row]:
 
 
 def _flag_copies(rows: list[Row], manifest: dict) -> None:
-    from .runner import _reference_spec
+    from .runner import reference_object
 
     reference_hash = {}
     for notebooks in manifest["assignments"].values():
         for spec in notebooks.values():
             for exercise in spec["exercises"]:
                 try:
-                    _, obj = _reference_spec(exercise, spec["imports"])
+                    obj = reference_object(exercise, spec["imports"])
                     source = inspect.getsource(obj)
                     reference_hash[exercise["grade_id"]] = code_hash(source, obj.__name__)
                 except (OSError, TypeError, SyntaxError, NameError, AttributeError):

@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import io
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,10 +168,6 @@ def code_hash(source: str, name: str) -> str:
             n.arg, n.annotation = self.rename(n.arg), None
             return n
 
-        def visit_Attribute(self, n):
-            self.generic_visit(n)
-            return n
-
         def _strip_doc(self, n):
             if n.body and isinstance(n.body[0], ast.Expr) and isinstance(getattr(n.body[0], "value", None), ast.Constant) \
                     and isinstance(n.body[0].value.value, str):
@@ -203,12 +199,12 @@ def _find_check(name: str):
     raise LookupError(f"no check named {name!r} in vit_course.checks")
 
 
-def _reference_spec(exercise: dict, imports: str) -> tuple[str, Any]:
+def reference_object(exercise: dict, imports: str) -> Any:
+    """The course's reference for an exercise, as the released notebook names it."""
     from .release import _reference_namespace
 
     with contextlib.redirect_stdout(io.StringIO()):
-        obj = eval(exercise["reference"], _reference_namespace(imports))  # the instructor's import cell
-    return exercise["reference"], obj
+        return eval(exercise["reference"], _reference_namespace(imports))  # the instructor's import cell
 
 
 def grade_notebook(path: Path | None, student: str, assignment: str, notebook: str, spec: dict,
@@ -236,7 +232,7 @@ def grade_notebook(path: Path | None, student: str, assignment: str, notebook: s
     out = []
     try:
         for exercise in spec["exercises"]:
-            out.append(_grade_exercise(sandbox, nb, cells, checks, exercise, spec, options,
+            out.append(_grade_exercise(sandbox, cells, checks, exercise, spec, options,
                                        Row(student, assignment, notebook, exercise["grade_id"], 0.0,
                                            exercise["points"], "graded", "")))
     finally:
@@ -249,7 +245,8 @@ def _start(sandbox: Sandbox, spec: dict, options: Options) -> None:
         sandbox.start({"imports": spec["imports"], "bindings": spec["bindings"]}, timeout=max(60.0, options.timeout))
 
 
-def _grade_exercise(sandbox, nb, cells, checks, exercise, spec, options, row: Row) -> Row:
+def _grade_exercise(sandbox: Sandbox, cells: list[dict], checks: dict[str, str], exercise: dict, spec: dict,
+                    options: Options, row: Row) -> Row:
     learner = exercise["learner"]
     own = [c for c in cells if c["solution"] in exercise["solution_ids"]]
     if not own:
@@ -262,10 +259,13 @@ def _grade_exercise(sandbox, nb, cells, checks, exercise, spec, options, row: Ro
     notes: list[str] = []
     verdict = None
     for _attempt in range(4):
-        _start(sandbox, spec, options)
         session = Session(sandbox, time.monotonic() + options.timeout)
         running, cell_errors = None, []
         try:
+            try:
+                _start(sandbox, spec, options)
+            except (Timeout, SandboxDied) as e:
+                session.stop("crashed", f"the sandbox did not start ({type(e).__name__}: {e})")
             sandbox.send({"op": "exercise", "cells": [c for c in cells if c["index"] not in skip],
                           "names": [learner], "block_expr": exercise["reference"], "memory_mb": options.memory_mb,
                           "cpu_seconds": int(options.timeout) + 1, "processes": options.processes})
