@@ -24,7 +24,6 @@ import train_family  # noqa: E402
 MAX_BYTES = 10 * 1024 * 1024
 SWIN_DIR = DATA_DIR / "models" / "swin-tiny-fashion"
 CLIP_DIR = DATA_DIR / "models" / "clip-tiny-fashion"
-MAE_DIR = DATA_DIR / "models" / "mae-tiny-fashion"
 
 
 def metrics_of(folder):
@@ -85,3 +84,4 @@ def test_clip_loads_with_transformers_and_reproduces_its_figures():
     assert again["heldout_templates"] == metrics["heldout_templates"]
     assert not set(metrics["heldout_templates"]) & set(metrics["train_templates"]), "held-out templates were trained on"
     assert metrics["zero_shot_accuracy_heldout_templates"] > 0.5, "zero-shot should be far above chance (0.1)"
+
