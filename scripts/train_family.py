@@ -4,8 +4,10 @@
   -> `data/models/swin-tiny-fashion/` (notebook 09).
 - `mae`: a `transformers.ViTMAEForPreTraining` (patch 4, 75% masking) pretrained without
   labels -> `data/models/mae-tiny-fashion/`; its metrics.json holds linear-probe accuracies
-  of its encoder, of the same encoder randomly initialised, and of the supervised course ViT
-  (notebook 10).
+  of its encoder, of the same encoder randomly initialised, and of the supervised course ViT.
+  transformers 5.23 leaves both fixed sin-cos position tables of a freshly built
+  `ViTMAEForPreTraining` at zero (and they are not trained): `new_mae` fills them, or the
+  model cannot tell one patch from another (its loss stalls near 0.92).
 - `clip`: a `transformers.CLIPModel` (a ViT on the images, a small text transformer on
   captions built from the class names and training templates) with a word-level tokenizer
   -> `data/models/clip-tiny-fashion/`; zero-shot accuracy uses templates held out from
@@ -47,7 +49,7 @@ OUT_NAMES = {"swin": "swin-tiny-fashion", "mae": "mae-tiny-fashion", "clip": "cl
 HYPERPARAMETERS = {
     "swin": dict(epochs=6, batch_size=64, lr=2e-3, weight_decay=0.05, embed_dim=32, depths=[2, 2], num_heads=[2, 4],
                  window_size=7, patch_size=2),
-    "mae": dict(epochs=16, batch_size=64, lr=5e-4, weight_decay=0.05, hidden_size=64, num_layers=4, num_heads=4,
+    "mae": dict(epochs=8, batch_size=64, lr=1.5e-3, weight_decay=0.05, hidden_size=64, num_layers=4, num_heads=4,
                 decoder_hidden_size=32, decoder_layers=2, mask_ratio=0.75, norm_pix_loss=False, patch_size=4,
                 probe_steps=300),
     "clip": dict(steps=1500, batch_size=10, lr=1e-3, weight_decay=0.05, hidden_size=64, num_layers=3, num_heads=4,
@@ -150,11 +152,23 @@ def mae_config(hp: dict):
         mask_ratio=hp["mask_ratio"], norm_pix_loss=hp["norm_pix_loss"])
 
 
-def train_mae(hp: dict, seed: int) -> tuple[torch.nn.Module, dict]:
+def new_mae(hp: dict):
+    """A `ViTMAEForPreTraining` at random init, with its sin-cos position tables filled in."""
     import transformers
 
-    torch.manual_seed(seed)
+    from vit_course.mae import mae_position_embedding
+
     model = transformers.ViTMAEForPreTraining(mae_config(hp))
+    grid = 28 // hp["patch_size"]
+    with torch.no_grad():
+        model.vit.embeddings.position_embeddings.copy_(mae_position_embedding(grid, hp["hidden_size"]))
+        model.decoder.decoder_pos_embed.copy_(mae_position_embedding(grid, hp["decoder_hidden_size"]))
+    return model
+
+
+def train_mae(hp: dict, seed: int) -> tuple[torch.nn.Module, dict]:
+    torch.manual_seed(seed)
+    model = new_mae(hp)
     images, _ = load_fashion_mnist("train")  # the labels are not used
     x = gray(images)
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"], betas=(0.9, 0.95))
@@ -212,7 +226,7 @@ def probe_accuracies(hf_mae, hp: dict, seed: int) -> dict:
     train_images, train_labels = load_fashion_mnist("train")
     test_images, test_labels = load_fashion_mnist("test", source="full")
     torch.manual_seed(seed + 1)
-    random_mae = transformers.ViTMAEForPreTraining(mae_config(hp)).eval()
+    random_mae = new_mae(hp).eval()
     encoders = {
         "mae_pretrained": (MaskedAutoencoder.from_hf(hf_mae), 1),
         "random_init": (MaskedAutoencoder.from_hf(random_mae), 1),

@@ -38,7 +38,7 @@ def shipped(folder):
     return metrics_of(folder)
 
 
-@pytest.mark.parametrize("folder", [SWIN_DIR, CLIP_DIR], ids=lambda p: p.name)
+@pytest.mark.parametrize("folder", [SWIN_DIR, CLIP_DIR, MAE_DIR], ids=lambda p: p.name)
 def test_model_is_small_and_records_its_command(folder):
     metrics = shipped(folder)
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
@@ -85,3 +85,43 @@ def test_clip_loads_with_transformers_and_reproduces_its_figures():
     assert again["heldout_templates"] == metrics["heldout_templates"]
     assert not set(metrics["heldout_templates"]) & set(metrics["train_templates"]), "held-out templates were trained on"
     assert metrics["zero_shot_accuracy_heldout_templates"] > 0.5, "zero-shot should be far above chance (0.1)"
+
+
+
+def test_mae_loads_with_transformers_and_reproduces_its_linear_probes():
+    import transformers
+
+    metrics = shipped(MAE_DIR)
+    model = transformers.ViTMAEForPreTraining.from_pretrained(MAE_DIR).eval()
+    hp = metrics["hyperparameters"]
+    again = train_family.probe_accuracies(model, hp, hp["seed"])
+    for name, accuracy in metrics["linear_probe"].items():
+        assert abs(again[name] - accuracy) <= 2e-3, f"{name}: metrics.json says {accuracy}, got {again[name]}"
+
+
+def test_mae_reconstructs_masked_patches_better_than_predicting_zeros():
+    """On test images (normalised pixels) its masked-patch loss beats predicting 0, the training mean."""
+    from vit_course.mae import MaskedAutoencoder, mae_patchify
+
+    shipped(MAE_DIR)
+    model = MaskedAutoencoder.from_hf(MAE_DIR)
+    x = to_model_input(load_fashion_mnist("test")[0][:200], channels=1)
+    noise = torch.rand(200, 49, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = model(x, noise=noise)
+    zeros_loss = ((mae_patchify(x, 4) ** 2).mean(-1) * out.mask).sum() / out.mask.sum()
+    assert out.loss < 0.6 * zeros_loss, f"masked-patch loss {out.loss:.3f} vs predicting zeros {zeros_loss:.3f}"
+
+
+def test_mae_position_tables_are_the_fixed_sin_cos_ones():
+    """transformers 5.23 builds ViTMAEForPreTraining with zero tables; the script must fill them."""
+    import transformers
+
+    from vit_course.mae import mae_position_embedding
+
+    shipped(MAE_DIR)
+    model = transformers.ViTMAEForPreTraining.from_pretrained(MAE_DIR)
+    hp = metrics_of(MAE_DIR)["hyperparameters"]
+    grid = 28 // hp["patch_size"]
+    assert torch.equal(model.vit.embeddings.position_embeddings, mae_position_embedding(grid, hp["hidden_size"]))
+    assert torch.equal(model.decoder.decoder_pos_embed, mae_position_embedding(grid, hp["decoder_hidden_size"]))
