@@ -148,19 +148,64 @@ def test_symlinked_notebook_is_not_graded_as_the_students_work(released, tmp_pat
                 f"{student}'s symlink to a classmate's work was followed and graded: {row}")
 
 
+def test_a_process_that_leaves_its_process_group_is_ended_with_its_exercise(released, tmp_path):
+    """BUG: worker.main ends what an exercise left behind with os.killpg(child's pid), so a
+    grandchild that calls os.setsid() (or setpgid) survives its exercise and runs on, in the
+    same sandbox, through the notebook's later exercises. Busy instead of asleep, 64 such
+    processes (RLIMIT_NPROC does not hold when the grader runs as root) each burn up to
+    --timeout CPU seconds after their exercise is over, and with --workers 2 starve the
+    classmate graded beside them into a `timeout`. Here: the patchify cell leaves a sleeping
+    setsid process; the conv answer reports it if it is still alive during its own exercise."""
+    submitted = tmp_path / "submitted"
+    escape = textwrap.dedent('''
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                with open("/tmp/escapee.pid", "w") as _f:
+                    _f.write(str(os.getpid()))
+                time.sleep(120)
+            os._exit(0)
+        time.sleep(1)
+    ''') + PATCHIFY
+    check_alive = textwrap.dedent('''
+        import os
+        def _alive():
+            try:
+                pid = int(open("/tmp/escapee.pid").read())
+            except OSError:
+                return "no pid file"
+            try:
+                state = open(f"/proc/{pid}/stat").read().split()[2]
+            except OSError:
+                return None
+            return None if state == "Z" else f"pid {pid} still running (state {state})"
+    ''') + CONV.replace("    weight = ", "    if _alive():\n        raise RuntimeError('escapee: ' + _alive())\n    weight = ")
+    _write(released, submitted, "escaper", patchify=escape, conv=check_alive)
+    table = _grade_class(released, submitted)
+    assert table[("escaper", "check_patchify")]["points"] == "2", table[("escaper", "check_patchify")]
+    row = table[("escaper", "check_conv_to_linear_weight")]
+    assert "escapee" not in row["message"], f"a process left by the patchify exercise outlived it: {row['message']}"
+    assert row["points"] == "2", row
+
+
 def test_defeated_forged_replies_cost_only_the_forgers_exercise(released, tmp_path):
     """Forged protocol lines that the grader cannot use: JSON nested 200,000 deep (json's
     RecursionError in the grader's process), a reply that claims an unknown class, and a
-    fake "loaded" event in front of the real one. Each costs only that exercise: the forger's
-    other exercise and the classmate graded after them keep their points."""
+    message full of HTML. Each costs only that exercise: the forger's other exercise and the
+    classmate graded after them keep their points, and the feedback page shows the HTML as text."""
     submitted = tmp_path / "submitted"
     _write(released, submitted, "deep", patchify=FORGE + "def patchify(images, patch_size):\n"
                                                           "    _forge(b'[' * 200000 + b'\\n')\n")
     _write(released, submitted, "unknown_class", patchify=FORGE + "def patchify(images, patch_size):\n"
            "    _forge(b'{\"ok\":{\"$t\":\"module\",\"cls\":\"os.system\",\"init\":{},\"state\":{}},\"writeback\":[]}\\n')\n")
+    _write(released, submitted, "html", patchify="def patchify(images, patch_size):\n"
+           "    raise RuntimeError('<script>alert(1)</script><img src=x onerror=alert(2)>')\n")
     _write(released, submitted, "z_honest")
     table = _grade_class(released, submitted)
-    for student in ("deep", "unknown_class"):
+    page = (tmp_path / "submitted-grades" / "feedback" / "html" / "01_patching.html").read_text()
+    assert "&lt;script&gt;" in page and "<script>" not in page and "<img" not in page
+    for student in ("deep", "unknown_class", "html"):
         row = table[(student, "check_patchify")]
         assert row["points"] == "0", row
         assert table[(student, "check_conv_to_linear_weight")]["points"] == "2"
