@@ -83,12 +83,12 @@ def _write(released, submitted: Path, name: str, patchify: str = PATCHIFY, conv:
     return path
 
 
-def _grade_class(released, submitted: Path) -> dict[tuple[str, str], dict]:
+def _grade_class(released, submitted: Path, memory_mb: int = 1024) -> dict[tuple[str, str], dict]:
     from vit_course.grading.gradebook import grade
     from vit_course.grading.runner import Options
 
     out = submitted.parent / (submitted.name + "-grades")
-    grade(submitted, out, workers=1, options=Options(timeout=20, memory_mb=1024), instructor=released["instructor"],
+    grade(submitted, out, workers=1, options=Options(timeout=20, memory_mb=memory_mb), instructor=released["instructor"],
           progress=False)
     with open(out / "gradebook.csv") as f:
         return {(r["student"], r["exercise"]): r for r in csv.DictReader(f)}
@@ -187,6 +187,41 @@ def test_a_process_that_leaves_its_process_group_is_ended_with_its_exercise(rele
     row = table[("escaper", "check_conv_to_linear_weight")]
     assert "escapee" not in row["message"], f"a process left by the patchify exercise outlived it: {row['message']}"
     assert row["points"] == "2", row
+
+
+def test_the_sandboxs_tmp_is_bounded_by_the_memory_limit(released, tmp_path):
+    """BUG: the sandbox's /tmp is a bubblewrap tmpfs without a size (sandbox.bwrap_command,
+    `--tmpfs /tmp`), and tmpfs pages are the machine's RAM, charged to neither RLIMIT_AS nor
+    RLIMIT_FSIZE (64 MB per file, not per sandbox). A cell that writes many 60 MB files fills
+    the grading machine's memory however small --memory-mb is. Here --memory-mb is 128 and
+    the patchify cell writes 5 x 60 MB (300 MB, freed when the sandbox ends); the writes past
+    the limit should fail."""
+    submitted = tmp_path / "submitted"
+    filler = textwrap.dedent('''
+        _total = 0
+        for _i in range(5):
+            try:
+                with open(f"/tmp/fill{_i}", "wb") as _f:
+                    for _ in range(60):
+                        _f.write(b"x" * (1 << 20))
+                        _total += 1 << 20
+            except OSError:
+                break
+        import os as _os
+        for _i in range(5):
+            try:
+                _os.remove(f"/tmp/fill{_i}")
+            except OSError:
+                pass
+        def patchify(images, patch_size):
+            raise RuntimeError(f"filled {_total >> 20} MB of /tmp")
+    ''')
+    _write(released, submitted, "filler", patchify=filler)
+    table = _grade_class(released, submitted, memory_mb=128)
+    message = table[("filler", "check_patchify")]["message"]
+    assert "filled" in message, message
+    filled = int(message.split("filled ")[1].split(" MB")[0])
+    assert filled <= 128 + 64, f"the sandbox wrote {filled} MB to its RAM-backed /tmp with --memory-mb 128"
 
 
 def test_defeated_forged_replies_cost_only_the_forgers_exercise(released, tmp_path):
