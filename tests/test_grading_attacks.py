@@ -224,6 +224,25 @@ def test_the_sandboxs_tmp_is_bounded_by_the_memory_limit(released, tmp_path):
     assert filled <= 128 + 64, f"the sandbox wrote {filled} MB to its RAM-backed /tmp with --memory-mb 128"
 
 
+def test_an_answer_built_on_another_course_function_with_the_same_logic_is_caught(released, tmp_path):
+    """BUG (policy): only the exercise's named reference is blocked (worker.block_reference on
+    `patches.patchify`); `vit_course.mae.mae_patchify` does the same job with the channels last,
+    so one permute turns it into patchify, and `patches.unpatchify` (its inverse) stays callable
+    too. This answer writes none of the exercise's logic and scores full marks, unflagged.
+    It should score 0 and be marked `tampered`, like an answer that calls the reference."""
+    submitted = tmp_path / "submitted"
+    borrowed = textwrap.dedent('''
+        from vit_course.mae import mae_patchify as _mp
+        def patchify(images, patch_size):
+            B, C = images.shape[:2]
+            x = _mp(images, patch_size)
+            return x.reshape(B, x.shape[1], patch_size, patch_size, C).permute(0, 1, 4, 2, 3).reshape(B, x.shape[1], -1)
+    ''')
+    _write(released, submitted, "borrower", patchify=borrowed)
+    row = _grade_class(released, submitted)[("borrower", "check_patchify")]
+    assert row["points"] == "0" and row["status"] == "tampered", row
+
+
 def test_defeated_forged_replies_cost_only_the_forgers_exercise(released, tmp_path):
     """Forged protocol lines that the grader cannot use: JSON nested 200,000 deep (json's
     RecursionError in the grader's process), a reply that claims an unknown class, and a
