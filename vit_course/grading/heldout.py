@@ -299,6 +299,25 @@ def _mask_cases(rng):
     return out
 
 
+# 10
+def _masking_cases(rng):
+    out = []
+    for _ in range(3):
+        B, N, D = rng.randint(1, 3), rng.randint(2, 20), rng.randint(1, 6)
+        g = torch.Generator().manual_seed(rng.randrange(2**31))
+        out.append({"x": _randn(rng, B, N, D), "ratio": rng.choice([0.25, 0.5, 0.75, 0.9]), "noise": torch.rand(B, N, generator=g)})
+    return out
+
+
+def _clip_cases(rng):
+    out = []
+    for _ in range(3):
+        B, D = rng.randint(2, 6), rng.randint(2, 8)
+        out.append({"images": _randn(rng, B, D), "texts": _randn(rng, B, D),
+                    "scale": round(rng.uniform(0.0, 4.6), 4)})
+    return out
+
+
 PROBES: dict[str, Probe] = {
     "check_patchify": Probe(_patchify_cases, lambda f, c: f(c["x"].clone(), c["P"])),
     "check_conv_to_linear_weight": Probe(_conv_cases, _conv_run),
@@ -320,6 +339,8 @@ PROBES: dict[str, Probe] = {
                                    lambda f, c: f(c["x"].clone(), c["P"], torch.Generator().manual_seed(c["seed"]))),
     "check_window_partition": Probe(_window_cases, lambda f, c: f(c["x"].clone(), c["M"])),
     "check_shifted_window_mask": Probe(_mask_cases, lambda f, c: f(c["H"], c["W"], c["M"], c["s"])),
+    "check_random_masking": Probe(_masking_cases, lambda f, c: f(c["x"].clone(), c["ratio"], c["noise"].clone())),
+    "check_clip_loss": Probe(_clip_cases, lambda f, c: f(c["images"].clone(), c["texts"].clone(), c["scale"])),
 }
 
 
