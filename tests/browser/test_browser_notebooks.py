@@ -3,7 +3,8 @@
 Run All on a copy without outputs, then: no error output, every check cell shows its
 coloured panel with the status the notebook file stores, every widget is a control (not
 its text repr), one change of each control redraws its figure, no browser console
-error. A screenshot of each notebook is saved in the folder the failure names. Then one
+error; as many controls redraw their figure as the file's saved widget state holds. A
+screenshot of each notebook is saved in the folder the failure names. Then one
 exercise round trip: a wrong patchify gets the red panel and its likely cause, the
 solution's patchify the green one. Run alone with `make test-browser`.
 """
@@ -27,6 +28,10 @@ def test_there_are_eight_learner_notebooks():
 def test_learner_notebook_runs_in_jupyterlab(notebook, lab, browser, screenshots):
     report = browser_lab.check_notebook(browser, lab, notebook, screenshots)
     print(f"{notebook.name}: {report.seconds:.0f} s in the browser; figures redrawn by: {report.changed}")
+    controls = browser_lab.stored_controls(notebook)
+    if controls is not None and len(report.changed) != controls:
+        report.problems.append(f"the notebook file's widget state has {controls} controls, "
+                               f"{len(report.changed)} redrew their figure: {report.changed}")
     assert not report.problems, (f"{notebook.name} in JupyterLab ({len(report.problems)} problems):\n  "
                                  + "\n  ".join(report.problems) + f"\nscreenshot in {screenshots}")
 
