@@ -1,6 +1,6 @@
-"""Every learner notebook (notebooks/NN_*.ipynb) in JupyterLab in headless Chromium, the way a learner meets it.
+"""Every learner notebook (notebooks/NN_*.ipynb) in JupyterLab in headless Chromium.
 
-Run All on a copy without outputs, then: no error output, every check cell shows its
+The way a learner meets it: Run All on a copy without outputs, then: no error output, every check cell shows its
 coloured panel with the status the notebook file stores, every widget is a control (not
 its text repr), one change of each control redraws its figure, no browser console
 error; as many controls redraw their figure as the file's saved widget state holds. A
