@@ -1,12 +1,12 @@
 """Every learner notebook (notebooks/NN_*.ipynb) in JupyterLab in headless Chromium.
 
-The way a learner meets it: Run All on a copy without outputs, then: no error output, every check cell shows its
-coloured panel with the status the notebook file stores, every widget is a control (not
-its text repr), one change of each control redraws its figure, no browser console
-error; as many controls redraw their figure as the file's saved widget state holds. A
-screenshot of each notebook is saved in the folder the failure names. Then one
-exercise round trip: a wrong patchify gets the red panel and its likely cause, the
-solution's patchify the green one. Run alone with `make test-browser`.
+The way a learner meets it: Run All on a copy without outputs, then: no error output,
+every check cell shows its coloured panel with the status the notebook file stores,
+every widget is a control (not its text repr), one change of each control redraws its
+figure, no browser console error; as many controls redraw their figure as the file's
+saved widget state holds. A screenshot of each notebook is saved in the folder the
+failure names. Then one exercise round trip: a wrong patchify gets the red panel and its
+likely cause, the solution's patchify the green one. Run alone with `make test-browser`.
 """
 
 from __future__ import annotations
