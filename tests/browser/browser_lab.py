@@ -303,6 +303,16 @@ def expected_from(notebook: Path) -> dict:
     return {"checks": checks, "widgets": widgets}
 
 
+def stored_controls(notebook: Path) -> int | None:
+    """How many sliders and dropdowns the notebook file's saved widget state holds (None: no state saved)."""
+    nb = nbformat.read(notebook, as_version=4)
+    saved = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json")
+    if saved is None:
+        return None
+    return sum(m["model_name"].endswith(("SliderModel", "DropdownModel")) and "Style" not in m["model_name"]
+               for m in saved.get("state", {}).values())
+
+
 def problems(cells: list[dict], expected: dict) -> list[str]:
     """Everything wrong on the page, one sentence each; empty when the notebook is fine."""
     found = []
@@ -388,7 +398,7 @@ def try_widgets(tab: Page, cells: list[dict], timeout: float = 60.0) -> tuple[li
             controls = output.locator(".widget-slider, .widget-dropdown")
             for c in range(controls.count()):
                 control = controls.nth(c)
-                label = control.locator(".widget-label").first.inner_text().strip() or f"control {c}"
+                label = "".join(control.locator(".widget-label").all_inner_texts()).strip() or f"control {c}"
                 moved = _change(control)
                 if moved is None:
                     found.append(f"{where}: the {label!r} control could not be changed")
@@ -436,6 +446,9 @@ def screenshot(tab: Page, folder: Path, name: str) -> Path:
         return Math.max(node.scrollHeight, ...[...node.querySelectorAll('.jp-WindowedPanel-outer')]
                                                    .map(n => n.scrollHeight)); }""")
     tab.page.set_viewport_size({"width": 1400, "height": min(max(1000, height + 200), 20000)})
+    tab.js("""() => { const node = window.jupyterapp.shell.currentWidget.content.node;
+        for (const n of [node, ...node.querySelectorAll('.jp-WindowedPanel-outer')]) n.scrollTop = 0; }""")
+    time.sleep(0.5)
     tab.page.screenshot(path=str(path))
     return path
 

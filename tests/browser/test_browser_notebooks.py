@@ -1,11 +1,12 @@
-"""Every learner notebook in JupyterLab in headless Chromium, the way a learner meets it.
+"""Every learner notebook (notebooks/NN_*.ipynb) in JupyterLab in headless Chromium.
 
-Run All on a copy without outputs, then: no error output, every check cell shows its
-coloured panel with the status the notebook file stores, every widget is a control (not
-its text repr), one change of each control redraws its figure, no browser console
-error. A screenshot of each notebook is saved in the folder the failure names. Then one
-exercise round trip: a wrong patchify gets the red panel and its likely cause, the
-solution's patchify the green one. Run alone with `make test-browser`.
+The way a learner meets it: Run All on a copy without outputs, then: no error output,
+every check cell shows its coloured panel with the status the notebook file stores,
+every widget is a control (not its text repr), one change of each control redraws its
+figure, no browser console error; as many controls redraw their figure as the file's
+saved widget state holds. A screenshot of each notebook is saved in the folder the
+failure names. Then one exercise round trip: a wrong patchify gets the red panel and its
+likely cause, the solution's patchify the green one. Run alone with `make test-browser`.
 """
 
 from __future__ import annotations
@@ -16,17 +17,22 @@ import pytest
 import browser_lab
 from browser_lab import REPO
 
-NOTEBOOKS = sorted((REPO / "notebooks").glob("0*.ipynb"))
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def test_there_are_eight_learner_notebooks():
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"0{i}" for i in range(1, 9)], NOTEBOOKS
+def test_the_learner_notebooks_are_numbered_from_01_without_gaps():
+    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    assert len(numbers) >= 8 and numbers == list(range(1, len(numbers) + 1)), [p.name for p in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_learner_notebook_runs_in_jupyterlab(notebook, lab, browser, screenshots):
     report = browser_lab.check_notebook(browser, lab, notebook, screenshots)
     print(f"{notebook.name}: {report.seconds:.0f} s in the browser; figures redrawn by: {report.changed}")
+    controls = browser_lab.stored_controls(notebook)
+    if controls is not None and len(report.changed) != controls:
+        report.problems.append(f"the notebook file's widget state has {controls} controls, "
+                               f"{len(report.changed)} redrew their figure: {report.changed}")
     assert not report.problems, (f"{notebook.name} in JupyterLab ({len(report.problems)} problems):\n  "
                                  + "\n  ".join(report.problems) + f"\nscreenshot in {screenshots}")
 
