@@ -515,3 +515,16 @@ def test_heldout_cases_catch_what_the_reference_would_not_do():
     assert any(heldout.compare(probe.run(default_only, c["inputs"]), c["expected"], probe.atol) for c in cases)
     assert heldout.compare(torch.zeros(2), torch.zeros(2, dtype=torch.float64).float(), 1e-4) == []
     assert heldout.compare(3, 3, 0) == [] and heldout.compare(True, 1, 0) != []
+
+
+def test_the_readme_counts_the_graded_exercises_and_points_there_are():
+    import re
+
+    from vit_course.grading.release import exercises, solution_notebooks
+
+    found = [e for path in solution_notebooks() for e in exercises(nbformat.read(path, as_version=4))]
+    text = (REPO_DIR / "README.md").read_text()
+    match = re.search(r"(\d+) graded exercises in notebooks\s+01-(\d\d) \((\d+) points\)", text)
+    assert match, "the README's For instructors section should say how many exercises and points there are"
+    assert (int(match[1]), match[2], int(match[3])) == (
+        len(found), solution_notebooks()[-1].name[:2], int(sum(e.points for e in found)))

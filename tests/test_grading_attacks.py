@@ -157,9 +157,10 @@ def test_a_process_that_leaves_its_process_group_is_ended_with_its_exercise(rele
     classmate graded beside them into a `timeout`. Here: the patchify cell leaves a sleeping
     setsid process; the conv answer reports it if it is still alive during its own exercise."""
     submitted = tmp_path / "submitted"
+    # the cells run again for every exercise: only the first run leaves a process behind
     escape = textwrap.dedent('''
         import os, time
-        if os.fork() == 0:
+        if not os.path.exists("/tmp/escapee.pid") and os.fork() == 0:
             os.setsid()
             if os.fork() == 0:
                 with open("/tmp/escapee.pid", "w") as _f:

@@ -41,8 +41,11 @@ def _jobs(submitted: Path, manifest: dict) -> list[tuple]:
     if not submitted.is_dir():
         raise FileNotFoundError(f"{submitted} is not a folder: expected nbgrader's layout "
                                 "SUBMITTED/<student>/<assignment>/<notebook>.ipynb")
-    students = sorted(p for p in submitted.iterdir() if p.is_dir() and not p.name.startswith("."))
-    present = {a.name for s in students for a in s.iterdir() if a.is_dir()}
+    links = sorted(p.name for p in submitted.iterdir() if p.is_symlink())
+    if links:
+        print(f"warning: {links} are symbolic links, not students' folders; they are not graded", file=sys.stderr)
+    students = sorted(p for p in submitted.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
+    present = {a.name for s in students for a in s.iterdir() if a.is_dir() and not a.is_symlink()}
     unknown = sorted(present - set(manifest["assignments"]))
     if unknown:
         print(f"warning: assignments {unknown} were not released to this instructor folder; they are not graded",

@@ -43,6 +43,18 @@ _USE_OR_REFERENCE = re.compile(r"^\s*(\w+)\s*=\s*use_or_reference\(\s*\w+\s*,\s*
 _CHECK_CALL = re.compile(r"^\s*\w+\s*=\s*(check_\w+)\(\s*(\w+)\s*\)", re.M)
 
 
+# Other code that does an exercise's whole job: blocked with the reference while it is graded
+ALSO_BLOCKED = {
+    "check_patchify": ("vit_course.mae:mae_patchify", "vit_course.patches:unpatchify"),
+    "check_sincos_2d": ("vit_course.mae:mae_position_embedding",),
+    "check_interpolate_positions": ("vit_course.position:interpolate_pos_encoding",),
+    "check_vit_flops": ("vit_course.cost:vit_flops_breakdown",),
+    "check_window_partition": ("transformers.models.swin.modeling_swin:window_partition",),
+    "check_random_masking": ("transformers.models.vit_mae.modeling_vit_mae:ViTMAEEmbeddings.random_masking",),
+    "check_clip_loss": ("transformers.models.clip.modeling_clip:clip_loss",),
+}
+
+
 def instructor_dir(given: str | os.PathLike | None = None) -> Path:
     root = given or os.environ.get("VIT_COURSE_INSTRUCTOR") or Path.home() / ".local" / "share" / "vit-course" / "instructor"
     return Path(root)
@@ -174,6 +186,7 @@ def release(selection: list[str] | None, out: str | os.PathLike, instructor: str
             cases = heldout.make_cases(exercise.check, reference, seed)
             entry = dict(vars(exercise))
             entry["heldout"] = wire.encode(cases)
+            entry["also_block"] = list(ALSO_BLOCKED.get(exercise.check, ()))
             entries.append(entry)
         released = student_notebook(nb)
         manifest["assignments"].setdefault(name, {})[path.stem] = {

@@ -215,8 +215,11 @@ def grade_notebook(path: Path | None, student: str, assignment: str, notebook: s
         return [Row(student, assignment, notebook, e["grade_id"], 0.0, e["points"], status, message)
                 for e in spec["exercises"]]
 
-    if path is None or not path.exists():
+    if path is None or not (path.exists() or path.is_symlink()):
         return rows("missing", f"no {notebook}.ipynb in this student's {assignment}/ folder")
+    if path.is_symlink() or not path.is_file():
+        return rows("invalid", f"{path.name} is a symbolic link or not a regular file: a submission must be the "
+                               "student's own file; nothing was graded")
     if path.stat().st_size > MAX_NOTEBOOK_BYTES:
         return rows("invalid", f"{path.name} is {path.stat().st_size / 1e6:.0f} MB, over the limit of "
                                f"{MAX_NOTEBOOK_BYTES / 1e6:.0f} MB for one notebook; nothing could be graded")
@@ -267,7 +270,8 @@ def _grade_exercise(sandbox: Sandbox, cells: list[dict], checks: dict[str, str],
             except (Timeout, SandboxDied) as e:
                 session.stop("crashed", f"the sandbox did not start ({type(e).__name__}: {e})")
             sandbox.send({"op": "exercise", "cells": [c for c in cells if c["index"] not in skip],
-                          "names": [learner], "block_expr": exercise["reference"], "memory_mb": options.memory_mb,
+                          "names": [learner], "block_expr": exercise["reference"],
+                          "also_block": exercise.get("also_block", []), "memory_mb": options.memory_mb,
                           "cpu_seconds": int(options.timeout) + 1, "processes": options.processes})
             while True:
                 message = session.receive()

@@ -1,8 +1,8 @@
 """Where a submission's code runs: a bubblewrap sandbox, or (told so) a plain process.
 
 `Sandbox.start()` launches `python -m vit_course.grading.worker` inside `bwrap` with no
-network (every namespace unshared), a private empty /tmp as its working folder and
-HOME, an unprivileged user without capabilities, and a view of the file system that
+network (every namespace unshared), a private empty /tmp (a fresh folder on disk, removed
+afterwards) as its working folder and HOME, an unprivileged user without capabilities, and a view of the file system that
 holds only the system's libraries, Python, the course package and its `data/`, all
 read-only: no notebooks, no solutions, no held-out cases, no gradebook and no other
 student's work. The worker's children set their own memory, CPU-time and file-size
@@ -81,18 +81,19 @@ def _python_binds() -> list[str]:
     return args
 
 
-def bwrap_command(python: str) -> list[str]:
+def bwrap_command(python: str, tmp: str) -> list[str]:
     return [
         bwrap_path() or "bwrap",
         "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL",
         "--die-with-parent", "--new-session",
         *_system_binds(), *_python_binds(),
-        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/tmp",
+        "--proc", "/proc", "--dev", "/dev", "--bind", tmp, "/tmp", "--chdir", "/tmp",
         "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
         "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HF_HUB_OFFLINE", "1", "--setenv", "TRANSFORMERS_OFFLINE", "1",
         "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "MPLBACKEND", "Agg", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-        "--setenv", "PYTHONHASHSEED", "0",
-        python, "-I", "-c", "import vit_course.grading.worker as w, sys; sys.exit(w.main())",
+        "--setenv", "PYTHONHASHSEED", "0", "--setenv", "VIT_COURSE_SANDBOX", "1",
+        python, "-I", "-c", f"import sys; sys.path.insert(0, {str(PACKAGE_DIR.parent)!r}); "
+                            "import vit_course.grading.worker as w; sys.exit(w.main())",
     ]
 
 
@@ -100,12 +101,13 @@ def selftest(timeout: float = 60.0) -> str | None:
     """None when a sandbox can be made here, else what went wrong (bwrap's own words)."""
     if not bwrap_path():
         return "bubblewrap (bwrap) is not installed"
-    command = bwrap_command(sys.executable)
-    command[-1] = "import vit_course, torch; print('sandbox ok')"
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"bubblewrap did not start: {e}"
+    with tempfile.TemporaryDirectory(prefix="vit-course-sandbox-") as tmp:
+        command = bwrap_command(sys.executable, tmp)
+        command[-1] = "import vit_course, torch; print('sandbox ok')"
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"bubblewrap did not start: {e}"
     if done.returncode != 0 or "sandbox ok" not in done.stdout:
         return f"bubblewrap cannot make a sandbox here (exit {done.returncode}): {done.stderr.strip()[-500:]}"
     return None
@@ -122,10 +124,11 @@ class Sandbox:
 
     def start(self, setup: dict, timeout: float) -> dict:
         python = sys.executable
+        # on disk, not in RAM: what the answer writes is bounded by its --memory-mb (worker._audit)
+        self._tmp = tempfile.TemporaryDirectory(prefix="vit-course-sandbox-")
         if self.sandboxed:
-            command, cwd, env = bwrap_command(python), None, None
+            command, cwd, env = bwrap_command(python, self._tmp.name), None, None
         else:
-            self._tmp = tempfile.TemporaryDirectory(prefix="vit-course-grade-")
             command = [python, "-c", "import vit_course.grading.worker as w, sys; sys.exit(w.main())"]
             cwd = self._tmp.name
             env = {k: v for k, v in os.environ.items() if not k.startswith("VIT_COURSE_INSTRUCTOR")}

@@ -161,13 +161,17 @@ def _load_class(name: str, allowed: set[str] | dict):
     return getattr(importlib.import_module(module), attr)
 
 
-def decode(data: Any, resolve=None, _depth: int = 0) -> Any:
-    """The value `encode` made. `resolve(tagged)` answers the tags "argref" and "paramref"."""
+def decode(data: Any, resolve=None, _depth: int = 0, modules: bool = False) -> Any:
+    """The value `encode` made. `resolve(tagged)` answers the tags "argref" and "paramref".
+
+    Modules are built only with `modules=True`: the worker rebuilds the grader's arguments;
+    the grader never builds one from what the student's process sent.
+    """
     if _depth > MAX_DEPTH:
         raise WireError("value nested too deeply")
     if data is None or isinstance(data, (bool, int, float, str)):
         return data
-    sub = lambda x: decode(x, resolve, _depth + 1)  # noqa: E731
+    sub = lambda x: decode(x, resolve, _depth + 1, modules)  # noqa: E731
     if isinstance(data, list):
         return [sub(x) for x in data]
     if not isinstance(data, dict) or "$t" not in data:
@@ -213,6 +217,8 @@ def decode(data: Any, resolve=None, _depth: int = 0) -> Any:
             return cls.from_dict(v)
         return cls(**v)
     if tag == "module":
+        if not modules:
+            return opaque(str(data.get("cls", "module")))
         return _decode_module(data, sub)
     if tag == "pil":
         from PIL import Image

@@ -35,7 +35,7 @@ from typing import Any
 from . import wire
 
 OUTPUT_FILE = "student-output.txt"
-_state = {"reference_called": False, "blocked": {}, "files": set()}
+_state = {"reference_called": False, "blocked": {}, "files": set(), "tmp": "", "tmp_limit": 0}
 
 
 class ReferenceCalled(Exception):
@@ -43,7 +43,8 @@ class ReferenceCalled(Exception):
 
 
 def _reference_called(name: str) -> None:
-    _state["reference_called"] = True
+    if not name.startswith("vit_course.checks"):  # the checks' helpers fail the answer, they do not flag it
+        _state["reference_called"] = True
     raise ReferenceCalled(f"your answer uses vit_course's reference {name}, which is not available while this "
                           "exercise is graded: write your own")
 
@@ -86,6 +87,10 @@ _BLOCKED_EVENTS = {"os.exec", "os.posix_spawn", "os.spawn", "os.system", "subpro
 def _audit(event: str, args: tuple) -> None:
     if event in _BLOCKED_EVENTS:
         raise PermissionError(f"{event} is not allowed while grading")
+    if event == "open" and _state["tmp_limit"] and len(args) >= 3 and _writes(args[1], args[2]):
+        if _folder_size(_state["tmp"]) >= _state["tmp_limit"]:
+            raise OSError(28, f"the sandbox's temporary folder is full ({_state['tmp_limit'] >> 20} MB, "
+                              "the --memory-mb limit)")
     if event == "open" and _state["files"] and args and isinstance(args[0], (str, bytes, os.PathLike)):
         try:
             path = os.path.realpath(os.fsdecode(args[0]))
@@ -93,6 +98,23 @@ def _audit(event: str, args: tuple) -> None:
             return
         if path in _state["files"]:
             raise PermissionError(f"{path}: the source of the reference is not available while this exercise is graded")
+
+
+def _writes(mode, flags) -> bool:
+    if isinstance(mode, str):
+        return any(c in mode for c in "wax+")
+    return isinstance(flags, int) and bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+
+
+def _folder_size(root: str) -> int:
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 class _Protocol:
@@ -194,8 +216,8 @@ class Child:
     def call(self, msg: dict) -> dict:
         import torch
 
-        args = wire.decode(msg.get("args", []))
-        kwargs = wire.decode(msg.get("kwargs", {"$t": "dict", "v": []}))
+        args = wire.decode(msg.get("args", []), modules=True)
+        kwargs = wire.decode(msg.get("kwargs", {"$t": "dict", "v": []}), modules=True)
         if "handle" in msg:
             module = self.handles.get(msg["handle"])
             if module is None:
@@ -317,7 +339,9 @@ def _limit(memory_mb: int, cpu_seconds: int, processes: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     if cpu_seconds > 0:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
+    size = min(64 << 20, (memory_mb << 20) or (64 << 20))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    _state["tmp"], _state["tmp_limit"] = os.getcwd(), memory_mb << 20
     if processes > 0 and os.getuid() != 0:
         resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
 
@@ -332,9 +356,47 @@ def _child(proto: _Protocol, namespace: dict, msg: dict) -> None:
     sys.stdin = io.StringIO("")
     if msg.get("block_expr"):
         block_reference(eval(msg["block_expr"], namespace), msg["block_expr"])  # the released notebook's name
+    for spec in msg.get("also_block", []):  # other code that does the exercise's job
+        module_name, _, attr = spec.partition(":")
+        try:
+            obj = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError):
+            continue
+        block_reference(obj, f"{module_name}.{attr}")
+    for name, module in list(sys.modules.items()):  # the checks' own helpers hold right and wrong answers
+        if name.startswith("vit_course.checks") and module is not None:
+            for attr, obj in list(vars(module).items()):
+                if inspect.isfunction(obj) and obj.__module__ == name and not obj.__code__.co_freevars:
+                    block_reference(obj, f"{name}.{attr}")
     sys.addaudithook(_audit)
     _limit(int(msg.get("memory_mb", 0)), int(msg.get("cpu_seconds", 0)), int(msg.get("processes", 0)))
     Child(proto, namespace).serve(msg)
+
+
+def _end_leftovers(pid: int) -> None:
+    """Kill what the exercise left running: its process group, and in the sandbox every other process."""
+    try:
+        os.killpg(pid, 9)
+    except OSError:
+        pass
+    if os.environ.get("VIT_COURSE_SANDBOX") != "1":
+        return  # outside a PID namespace of our own, /proc holds other people's processes
+    keep = {1, os.getpid(), os.getppid()}
+    for _ in range(3):  # a process may fork while we sweep
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) not in keep:
+                try:
+                    os.kill(int(entry), 9)
+                except OSError:
+                    pass
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) not in keep:
+                try:
+                    os.waitpid(int(entry), os.WNOHANG)
+                except ChildProcessError:
+                    pass
 
 
 def main() -> int:
@@ -374,10 +436,7 @@ def main() -> int:
                     pass
             os._exit(code)
         _, status = os.waitpid(pid, 0)
-        try:
-            os.killpg(pid, 9)  # whatever the child left running
-        except OSError:
-            pass
+        _end_leftovers(pid)
         event = {"event": "exited"}
         if os.WIFSIGNALED(status):
             event["signal"] = os.WTERMSIG(status)
