@@ -16,7 +16,6 @@ import csv
 import os
 import shutil
 import textwrap
-import time
 from pathlib import Path
 
 import nbformat
@@ -25,18 +24,8 @@ import pytest
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None,
                                 reason="bubblewrap is not installed: apt-get install bubblewrap (CI installs it)")
 
-PATCHIFY = textwrap.dedent('''
-    def patchify(images, patch_size):
-        B, C, H, W = images.shape
-        P = patch_size
-        x = images.reshape(B, C, H // P, P, W // P, P).permute(0, 2, 4, 1, 3, 5)
-        return x.reshape(B, (H // P) * (W // P), C * P * P)
-''')
-CONV = textwrap.dedent('''
-    def conv_to_linear_weight(conv):
-        weight = conv.weight.detach().reshape(conv.out_channels, -1)
-        return weight, None if conv.bias is None else conv.bias.detach()
-''')
+from test_grading import CONV, PATCHIFY, _set_solution  # the same correct answers and cell edits
+
 # writes `line` on the grader's protocol pipe instead of the worker, then ends the child
 FORGE = textwrap.dedent('''
     import gc as _gc, os as _os
@@ -52,14 +41,6 @@ def _forged_model_reply(layers: int) -> str:
     return ('{"ok":{"$t":"module","cls":"transformers.ViTModel","config":{"hidden_size":8,"num_hidden_layers":%d,'
             '"num_attention_heads":1,"intermediate_size":8,"image_size":4,"patch_size":4},'
             '"state":{"$t":"dict","v":[]},"requires_grad":{}},"writeback":[]}' % layers)
-
-
-def _set_solution(nb, grade_id: str, source: str) -> None:
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
-            cell.source = source
-            return
-    raise KeyError(grade_id)
 
 
 @pytest.fixture(scope="module")
