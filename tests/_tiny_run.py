@@ -24,15 +24,18 @@ def tiny_run():
     return model, loader, optimizer, scheduler
 
 
-def run(checkpoint, kill_at=None, resume=False):
+def run(checkpoint, kill_at=None, resume=False, progress=False, interrupt_at=None):
     model, loader, optimizer, scheduler = tiny_run()
 
     def die(step, loss):
         if step == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
+        if step == interrupt_at:
+            raise KeyboardInterrupt
 
     history = fit(model, loader, optimizer=optimizer, scheduler=scheduler, epochs=3, val_loader=loader,
-                  checkpoint=checkpoint, checkpoint_every=3 if checkpoint else None, resume=resume, callback=die)
+                  checkpoint=checkpoint, checkpoint_every=3 if checkpoint else None, resume=resume, callback=die,
+                  progress=progress)
     return model, history
 
 

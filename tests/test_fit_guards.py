@@ -139,3 +139,14 @@ def test_a_killed_run_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(
     assert history.val_accuracy == reference.val_accuracy
     for (name, a), b in zip(model.state_dict().items(), reference_model.state_dict().values()):
         assert torch.equal(a, b), f"{name} differs from the uninterrupted run"
+
+
+def test_an_interrupted_run_with_a_progress_bar_resumes_exactly(tmp_path):
+    reference_model, reference = tiny_run(None, progress=True)  # tqdm draws from the loader's generator
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        tiny_run(checkpoint, progress=True, interrupt_at=11)  # last checkpoint: step 9, mid-epoch
+    model, history = tiny_run(checkpoint, resume=True, progress=True)
+    assert history.losses == reference.losses
+    for (name, a), b in zip(model.state_dict().items(), reference_model.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs from the uninterrupted run"

@@ -274,7 +274,8 @@ def fit(
         checkpoint: a file to save the run to after every epoch (and every
             `checkpoint_every` steps): model, optimizer, scheduler, history, RNG states.
         resume: continue the run saved in `checkpoint` (if the file exists) exactly
-            where it stopped; the same call then finishes an interrupted run.
+            where it stopped; the same call (same arguments, `progress` included)
+            then finishes an interrupted run.
 
     Raises `TrainingDiverged` naming the step when the loss becomes NaN or infinite.
     """
@@ -333,17 +334,18 @@ def fit(
             set_rng(saved["position"]["epoch_rng"] if skip else saved["rng"])
         epoch_rng = rng_now()
         model.train()
-        batches = iter(train_loader)
+        total = len(train_loader) if hasattr(train_loader, "__len__") else None
+        # A tqdm bar iterates the loader once more when it is made (it draws from the loader's
+        # generator), so an exact resume needs the same `progress` as the interrupted run
+        batches = iter(_progress(train_loader, progress, total=total,
+                                 desc=f"epoch {epoch + 1}/{epochs}", leave=True))
         for _ in range(skip):  # replay the interrupted epoch's shuffle up to where it stopped
             next(batches)
         if saved is not None and skip:
             set_rng(saved["rng"])  # then the RNG as it was when the checkpoint was written
-        total = len(train_loader) if hasattr(train_loader, "__len__") else None
         done = skip
         skip, saved = 0, None
-        bar = _progress(batches, progress, total=None if total is None else total - done,
-                        desc=f"epoch {epoch + 1}/{epochs}", leave=True)
-        for batch in bar:
+        for batch in batches:
             if max_steps is not None and history.steps >= max_steps:
                 break
             history.losses.append(_train_step(model, batch, optimizer, scheduler, loss_fn, clip_grad_norm,
