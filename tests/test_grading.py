@@ -528,3 +528,18 @@ def test_the_readme_counts_the_graded_exercises_and_points_there_are():
     assert match, "the README's For instructors section should say how many exercises and points there are"
     assert (int(match[1]), match[2], int(match[3])) == (
         len(found), solution_notebooks()[-1].name[:2], int(sum(e.points for e in found)))
+
+
+def test_the_solutions_get_full_marks_in_every_notebook(tmp_path):
+    """Every exercise, the held-out cases included, accepts the solution notebooks' answers."""
+    from vit_course.grading.gradebook import grade
+    from vit_course.grading.runner import Options
+
+    sys.path.insert(0, str(REPO_DIR / "scripts"))
+    from bench_grading import make_class
+
+    submitted = make_class(tmp_path, 1, [])
+    rows = grade(submitted, tmp_path / "grades", workers=2, options=Options(), instructor=tmp_path / "instructor",
+                 progress=False)
+    wrong = [r.csv() for r in rows if r.points != r.max_points]
+    assert not wrong and len(rows) >= 21, wrong

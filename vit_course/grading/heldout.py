@@ -314,7 +314,7 @@ def _clip_cases(rng):
     for _ in range(3):
         B, D = rng.randint(2, 6), rng.randint(2, 8)
         out.append({"images": _randn(rng, B, D), "texts": _randn(rng, B, D),
-                    "scale": round(rng.uniform(0.0, 4.6), 4)})
+                    "scale": torch.tensor(round(rng.uniform(0.0, 4.6), 4))})
     return out
 
 
@@ -340,7 +340,7 @@ PROBES: dict[str, Probe] = {
     "check_window_partition": Probe(_window_cases, lambda f, c: f(c["x"].clone(), c["M"])),
     "check_shifted_window_mask": Probe(_mask_cases, lambda f, c: f(c["H"], c["W"], c["M"], c["s"])),
     "check_random_masking": Probe(_masking_cases, lambda f, c: f(c["x"].clone(), c["ratio"], c["noise"].clone())),
-    "check_clip_loss": Probe(_clip_cases, lambda f, c: f(c["images"].clone(), c["texts"].clone(), c["scale"])),
+    "check_clip_loss": Probe(_clip_cases, lambda f, c: f(c["images"].clone(), c["texts"].clone(), c["scale"].clone())),
 }
 
 
