@@ -543,3 +543,13 @@ def test_the_solutions_get_full_marks_in_every_notebook(tmp_path):
                  progress=False)
     wrong = [r.csv() for r in rows if r.points != r.max_points]
     assert not wrong and len(rows) >= 21, wrong
+
+
+def test_releasing_leaves_the_graders_torch_settings_alone(tmp_path):
+    import torch
+
+    from vit_course.grading.release import release
+
+    grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
+    release(["07", "08"], tmp_path / "release", tmp_path / "instructor")  # 07 turns gradients off, 08 threads to 1
+    assert (torch.is_grad_enabled(), torch.get_num_threads()) == (grad, threads)

@@ -211,9 +211,18 @@ def _reference_namespace(imports: str) -> dict:
     if imports not in _NAMESPACES:
         from .worker import run_statements
 
+        import torch
+
         namespace: dict = {"__name__": "__grader__", "display": lambda *a, **k: None}
-        with contextlib.redirect_stdout(io.StringIO()):
-            run_statements(imports, namespace, "import cell")
+        # the cell may set torch's global state (07 turns gradients off): keep the grader's
+        grad, threads, dtype = torch.is_grad_enabled(), torch.get_num_threads(), torch.get_default_dtype()
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), torch.random.fork_rng(devices=[]):
+                run_statements(imports, namespace, "import cell")
+        finally:
+            torch.set_grad_enabled(grad)
+            torch.set_num_threads(threads)
+            torch.set_default_dtype(dtype)
         _NAMESPACES[imports] = namespace
     return _NAMESPACES[imports]
 

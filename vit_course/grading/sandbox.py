@@ -86,8 +86,9 @@ def bwrap_command(python: str, tmp: str) -> list[str]:
         bwrap_path() or "bwrap",
         "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL",
         "--die-with-parent", "--new-session",
-        *_system_binds(), *_python_binds(),
-        "--proc", "/proc", "--dev", "/dev", "--bind", tmp, "/tmp", "--chdir", "/tmp",
+        # /tmp first: a checkout under /tmp (CI's clone, say) is then bound on top of it
+        "--bind", tmp, "/tmp", *_system_binds(), *_python_binds(),
+        "--proc", "/proc", "--dev", "/dev", "--chdir", "/tmp",
         "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
         "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HF_HUB_OFFLINE", "1", "--setenv", "TRANSFORMERS_OFFLINE", "1",
         "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "MPLBACKEND", "Agg", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
