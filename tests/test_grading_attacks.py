@@ -156,7 +156,7 @@ def test_a_process_that_leaves_its_process_group_is_ended_with_its_exercise(rele
             try:
                 pid = int(open("/tmp/escapee.pid").read())
             except OSError:
-                return "no pid file"
+                return None  # no escapee recorded in this sandbox: nothing outlived its exercise
             try:
                 state = open(f"/proc/{pid}/stat").read().split()[2]
             except OSError:
