@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from vit_course.clip import LOGIT_SCALE_INIT, ContrastiveHead, clip_logits, clip_loss
 
-ATOL = 1e-5
+from parity_helpers import ATOL, assert_close  # noqa: E402
 REGIMES = ["default_init", "std_0.3"]
 
 
@@ -43,12 +43,6 @@ def features(model, pixels, ids):
     image = getattr(image, "pooler_output", image)  # a tensor or an output object, by version
     text = getattr(text, "pooler_output", text)
     return image, text
-
-
-def assert_close(got, expected, what):
-    assert got.shape == expected.shape, f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
-    diff = (got - expected).abs().max().item()
-    assert diff <= ATOL, f"{what}: largest difference {diff:.3g} exceeds {ATOL}"
 
 
 @pytest.mark.parametrize("regime", REGIMES)

@@ -11,7 +11,7 @@ import transformers
 from vit_course.config import ViTConfig
 from vit_course.deit import DeiT, hard_distillation_loss
 
-ATOL = 1e-5
+from parity_helpers import ATOL, assert_close  # noqa: E402
 REGIMES = ["default_init", "std_0.3"]
 CONFIGS = {
     "hf_tester": dict(image_size=30, patch_size=2, num_channels=3, hidden_size=32, num_hidden_layers=2,
@@ -37,12 +37,6 @@ def make_hf(kwargs, regime, seed=0):
 def pixels(config, batch=2, seed=1):
     height, width = (config.image_size,) * 2 if isinstance(config.image_size, int) else config.image_size
     return torch.randn(batch, config.num_channels, height, width, generator=torch.Generator().manual_seed(seed))
-
-
-def assert_close(got, expected, what):
-    assert got.shape == expected.shape, f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
-    diff = (got - expected).abs().max().item()
-    assert diff <= ATOL, f"{what}: largest difference {diff:.3g} exceeds {ATOL}"
 
 
 @pytest.mark.parametrize("regime", REGIMES)

@@ -15,7 +15,7 @@ from vit_course.config import to_2tuple
 from vit_course.swin import (PatchMerging, SwinConfig, SwinTransformer, relative_position_index,
                              shifted_window_mask, window_partition, window_reverse)
 
-ATOL = 1e-5
+from parity_helpers import ATOL, assert_close  # noqa: E402
 REGIMES = ["default_init", "std_0.3"]
 CONFIGS = {
     # 16x16 then 8x8 tokens, window 4: both stages shift
@@ -52,12 +52,6 @@ def make_hf(kwargs, regime, num_labels=0, seed=0):
 def pixels(config, batch=2, seed=1):
     height, width = to_2tuple(config.image_size)
     return torch.randn(batch, config.num_channels, height, width, generator=torch.Generator().manual_seed(seed))
-
-
-def assert_close(got, expected, what):
-    assert got.shape == expected.shape, f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
-    diff = (got - expected).abs().max().item()
-    assert diff <= ATOL, f"{what}: largest difference {diff:.3g} exceeds {ATOL}"
 
 
 @pytest.mark.parametrize("regime", REGIMES)

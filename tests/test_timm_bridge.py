@@ -13,7 +13,7 @@ timm = pytest.importorskip("timm", reason="timm is optional: pip install 'vit-co
 
 from vit_course import VisionTransformer, ViTConfig  # noqa: E402
 
-ATOL = 1e-5
+from parity_helpers import ATOL, assert_close  # noqa: E402
 REGIMES = ["default_init", "std_0.3"]
 CONFIGS = {
     "small_p4": dict(img_size=32, patch_size=4, embed_dim=32, depth=2, num_heads=4, mlp_ratio=2.0, num_classes=10),
@@ -38,12 +38,6 @@ def pixels(model, batch=2, seed=1):
     height, width = model.patch_embed.img_size
     channels = model.patch_embed.proj.in_channels
     return torch.randn(batch, channels, height, width, generator=torch.Generator().manual_seed(seed))
-
-
-def assert_close(got, expected, what):
-    assert got.shape == expected.shape, f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
-    diff = (got - expected).abs().max().item()
-    assert diff <= ATOL, f"{what}: largest difference {diff:.3g} exceeds {ATOL}"
 
 
 @pytest.mark.parametrize("regime", REGIMES)
