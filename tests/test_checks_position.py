@@ -13,7 +13,7 @@ from learner_copies import as_learner
 import torch
 from torch.nn import functional as F
 
-from vit_course.checks.patch_embedding import check_conv_to_linear_weight
+from vit_course.checks.patches import check_conv_to_linear_weight
 from vit_course.checks.position import check_interpolate_positions, check_sincos_2d
 from vit_course.position import interpolate_pos_encoding, sincos_2d
 

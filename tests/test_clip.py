@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from vit_course.clip import LOGIT_SCALE_INIT, ContrastiveHead, clip_logits, clip_loss
 
-from parity_helpers import ATOL, assert_close  # noqa: E402
+from parity_helpers import assert_close  # noqa: E402
 REGIMES = ["default_init", "std_0.3"]
 
 

@@ -11,7 +11,7 @@ import transformers
 from vit_course.config import ViTConfig
 from vit_course.deit import DeiT, hard_distillation_loss
 
-from parity_helpers import ATOL, assert_close  # noqa: E402
+from parity_helpers import assert_close  # noqa: E402
 REGIMES = ["default_init", "std_0.3"]
 CONFIGS = {
     "hf_tester": dict(image_size=30, patch_size=2, num_channels=3, hidden_size=32, num_hidden_layers=2,

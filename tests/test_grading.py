@@ -69,11 +69,11 @@ def _check_cell(nb, grade_id: str):
 def _memorised(source_dir: Path) -> str:
     """A patchify that returns the visible check's outputs, computed beforehand, and nothing else right."""
     from vit_course.checks.compare import randn
-    from vit_course.checks.patching import CASES
+    from vit_course.checks.patches import PATCHIFY_CASES
     from vit_course.patches import patchify
 
     table = []
-    for seed, (shape, P, _) in enumerate(CASES):
+    for seed, (shape, P, _) in enumerate(PATCHIFY_CASES):
         x = randn(*shape, seed=seed)
         table.append((list(shape), P, round(float(x.sum()), 4), patchify(x, P).tolist()))
     path = source_dir / "answers.json"
@@ -150,7 +150,7 @@ def _submissions(release: Path, submitted: Path, instructor: Path, gradebook_dir
                           "_ref = importlib.reload(vit_course.patches).patchify\n"
                           "def patchify(images, patch_size):\n    return _ref(images, patch_size)\n"))
     student("replaces_reference", "replaces the reference and the checks' tensor_problems, wrong answer",
-            both(patchify="import vit_course.patches, vit_course.checks.compare as _c, vit_course.checks.patching as _p\n"
+            both(patchify="import vit_course.patches, vit_course.checks.compare as _c, vit_course.checks.patches as _p\n"
                           "vit_course.patches.patchify = lambda images, P: torch.zeros(images.shape[0], 1, 1)\n"
                           "_c.tensor_problems = _p.tensor_problems = lambda *a, **k: []\n" + WRONG_PATCHIFY))
     student("input_transformer", "an IPython input transformer that turns later cells into `pass`",

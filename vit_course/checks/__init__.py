@@ -22,9 +22,8 @@ from .block import check_transformer_block
 from .cost import check_count_parameters, check_vit_flops
 from .finetune import check_freeze_backbone, check_layerwise_lr_groups
 from .inference import check_preprocess, check_top_k
-from .model import check_vision_transformer
-from .patch_embedding import check_conv_to_linear_weight
-from .patching import check_patchify
+from .vit import check_vision_transformer
+from .patches import check_conv_to_linear_weight, check_patchify
 from .position import check_interpolate_positions, check_sincos_2d
 from .result import CheckResult, use_or_reference
 from .robustness import check_shift_images, check_shuffle_patches

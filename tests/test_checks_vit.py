@@ -7,7 +7,7 @@ from torch import nn
 
 from vit_course import VisionTransformer
 from vit_course.block import TransformerBlock
-from vit_course.checks.model import check_vision_transformer
+from vit_course.checks.vit import check_vision_transformer
 
 
 class ScratchViT(nn.Module):
