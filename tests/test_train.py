@@ -168,6 +168,40 @@ def test_progress_bar_option_runs():
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
 
 
+def test_a_progress_bar_changes_neither_the_batches_nor_the_weights():
+    """tqdm.auto's bar calls iter() on the loader when made and again when iterated; each
+    iter() of a shuffled DataLoader draws a new order, so a bar used to change the run."""
+    def run(progress):
+        torch.manual_seed(0)
+        x, y = blobs(64)
+        loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(0))
+        model = tiny_vit()
+        return model, fit(model, loader, epochs=2, progress=progress)
+
+    plain_model, plain = run(False)
+    bar_model, bar = run(True)
+    assert bar.losses == plain.losses, "the progress bar changed the batch order"
+    for (name, a), b in zip(bar_model.state_dict().items(), plain_model.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs between progress=True and progress=False"
+
+
+def test_train_epoch_sees_the_same_batches_with_and_without_a_bar():
+    def first_labels(progress):
+        x, _ = blobs(32)
+        loader = DataLoader(TensorDataset(x, torch.arange(32)), batch_size=8, shuffle=True,
+                            generator=torch.Generator().manual_seed(0))
+        seen = []
+        model = Fixed()
+        model.dummy = nn.Parameter(torch.zeros(1))
+        def loss_fn(logits, labels):
+            seen.append(labels.tolist())
+            return logits.sum() * 0 + model.dummy.sum()
+        train_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=0.1), loss_fn=loss_fn, progress=progress)
+        return seen
+
+    assert first_labels(True) == first_labels(False)
+
+
 def test_live_loss_plot_records_curves_without_a_notebook():
     plot = LiveLossPlot(every=2, live=False)
     plot.start("a")

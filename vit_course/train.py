@@ -68,11 +68,19 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _progress(iterable, enabled: bool, **kwargs):
+    """An iterator over `iterable`, shown as a tqdm bar when `enabled`.
+
+    The iterator is made here, once, and the bar wraps it: `tqdm.auto`'s bar calls
+    `iter()` on what it is given when it is made and again when it is iterated, and every
+    `iter()` of a shuffled DataLoader draws a fresh order from its generator. Wrapping the
+    iterator keeps the batch order (and so the weights) the same with and without a bar.
+    """
+    batches = iter(iterable)
     if not enabled:
-        return iterable
+        return batches
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, **kwargs)
+    return tqdm(batches, **kwargs)
 
 
 class TrainingDiverged(FloatingPointError):
@@ -274,8 +282,8 @@ def fit(
         checkpoint: a file to save the run to after every epoch (and every
             `checkpoint_every` steps): model, optimizer, scheduler, history, RNG states.
         resume: continue the run saved in `checkpoint` (if the file exists) exactly
-            where it stopped; the same call (same arguments, `progress` included)
-            then finishes an interrupted run.
+            where it stopped; the same call (same arguments; `progress` may differ, it
+            does not change the batches) then finishes an interrupted run.
 
     Raises `TrainingDiverged` naming the step when the loss becomes NaN or infinite.
     """
@@ -335,10 +343,7 @@ def fit(
         epoch_rng = rng_now()
         model.train()
         total = len(train_loader) if hasattr(train_loader, "__len__") else None
-        # A tqdm bar iterates the loader once more when it is made (it draws from the loader's
-        # generator), so an exact resume needs the same `progress` as the interrupted run
-        batches = iter(_progress(train_loader, progress, total=total,
-                                 desc=f"epoch {epoch + 1}/{epochs}", leave=True))
+        batches = _progress(train_loader, progress, total=total, desc=f"epoch {epoch + 1}/{epochs}", leave=True)
         for _ in range(skip):  # replay the interrupted epoch's shuffle up to where it stopped
             next(batches)
         if saved is not None and skip:
