@@ -1,8 +1,9 @@
 """`fit` stops when it should, refuses bad arguments, and resumes an interrupted run exactly.
 
-The fault test kills a training process with SIGKILL (no clean-up runs) between two
-checkpoints, resumes it in this process, and compares every loss and weight with an
-uninterrupted run of the same seed.
+The fault tests stop a training process with SIGKILL (no clean-up runs) between two
+checkpoints, with SIGTERM and SIGINT at chosen points of a step (inside the update, in the
+forward pass) and from outside at a moment nobody chose; each resumes it in this process
+and compares every loss and weight with an uninterrupted run of the same seed.
 """
 
 import math
@@ -124,29 +125,88 @@ def test_resume_after_a_finished_run_trains_only_the_new_epochs(tmp_path):
     assert more.losses[:first.steps] == first.losses and more.steps == 3 * first.steps
 
 
-def test_a_killed_run_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(tmp_path):
-    reference_model, reference = tiny_run(None)  # 3 epochs of 6 shuffled, augmented batches, dropout
-    checkpoint = tmp_path / "run.pt"
+def _child(checkpoint, how, step, **kwargs):
+    """`tests/_tiny_run.py` in a new process, with this checkout's package first on its path."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(train.__file__).parents[1]),
                                                        os.environ.get("PYTHONPATH", "")])}
-    killed = subprocess.run([sys.executable, str(Path(__file__).parent / "_tiny_run.py"), str(checkpoint), "11"],
-                            env=env, capture_output=True, text=True, timeout=300)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    saved = torch.load(checkpoint, weights_only=True)
-    assert saved["position"] == {**saved["position"], "epoch": 1, "batch": 3}, "expected the step-9 checkpoint"
-    model, history = tiny_run(checkpoint, resume=True)
+    return subprocess.Popen([sys.executable, str(Path(__file__).parent / "_tiny_run.py"), str(checkpoint), how,
+                             str(step)], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def _assert_same_run(model, history, reference_model, reference):
     assert history.losses == reference.losses, "the resumed run saw other batches or other dropout"
     assert history.val_accuracy == reference.val_accuracy
     for (name, a), b in zip(model.state_dict().items(), reference_model.state_dict().values()):
         assert torch.equal(a, b), f"{name} differs from the uninterrupted run"
 
 
-def test_a_run_interrupted_with_a_progress_bar_resumes_exactly_without_one(tmp_path):
-    reference_model, reference = tiny_run(None)  # no bar: the bar must not change the batches
+@pytest.fixture(scope="module")
+def reference():
+    return tiny_run(None)  # 3 epochs of 6 shuffled, augmented batches, dropout, a step schedule
+
+
+def test_a_killed_run_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(tmp_path, reference):
+    checkpoint = tmp_path / "run.pt"
+    killed = _child(checkpoint, "kill", 11)
+    _, err = killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL, err
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["position"] == {**saved["position"], "epoch": 1, "batch": 3}, "expected the step-9 checkpoint"
+    _assert_same_run(*tiny_run(checkpoint, resume=True), *reference)
+
+
+@pytest.mark.parametrize("how, step, saved_steps, signum", [
+    ("sigterm-in-update", 8, 8, signal.SIGTERM),  # lands between optimizer.step() and scheduler.step()
+    ("sigint-in-forward", 8, 7, signal.SIGINT),  # lands before step 8's update
+])
+def test_a_signalled_run_saves_where_it_stopped_and_resumes_exactly(tmp_path, reference, how, step, saved_steps,
+                                                                     signum):
+    """No checkpoint_every: the only mid-epoch checkpoint is the one the interrupt writes."""
+    checkpoint = tmp_path / "run.pt"
+    child = _child(checkpoint, how, step)
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == -signum, f"expected the process to end by {signum!r}, got {child.returncode}: {err}"
+    saved = torch.load(checkpoint, weights_only=True)
+    assert len(saved["history"]["losses"]) == saved_steps, "the checkpoint is not at the last finished step"
+    assert saved["position"]["epoch"] == 1 and saved["position"]["batch"] == saved_steps - 6
+    assert saved["scheduler"]["last_epoch"] == saved_steps, "the scheduler was saved out of step with the optimizer"
+    _assert_same_run(*tiny_run(checkpoint, resume=True), *reference)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_run_signalled_from_outside_at_any_moment_resumes_exactly(tmp_path, reference, signum):
+    checkpoint = tmp_path / "run.pt"
+    child = _child(checkpoint, "wait", 0)
+    for line in child.stdout:  # let it train a few steps, then signal it wherever it is
+        if line.strip() == "step 4":
+            break
+    child.send_signal(signum)
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == -signum, err
+    saved = torch.load(checkpoint, weights_only=True)
+    assert 4 <= len(saved["history"]["losses"]) < 18, "expected a checkpoint from the middle of the run"
+    _assert_same_run(*tiny_run(checkpoint, resume=True), *reference)
+
+
+def test_a_keyboard_interrupt_saves_the_last_step_and_is_raised_again(tmp_path, reference):
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt) as info:
+        tiny_run(checkpoint, interrupt_at=11)  # no checkpoint_every: only the interrupt saves mid-epoch
+    assert f"saved to {checkpoint} after step 11" in "".join(getattr(info.value, "__notes__", [""]))
+    assert len(torch.load(checkpoint, weights_only=True)["history"]["losses"]) == 11
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "fit left its SIGINT handler installed"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    _assert_same_run(*tiny_run(checkpoint, resume=True), *reference)
+
+
+def test_an_interrupt_without_a_checkpoint_only_stops(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        tiny_run(None, interrupt_at=3)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_run_interrupted_with_a_progress_bar_resumes_exactly_without_one(tmp_path, reference):
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(KeyboardInterrupt):
-        tiny_run(checkpoint, progress=True, interrupt_at=11)  # last checkpoint: step 9, mid-epoch
-    model, history = tiny_run(checkpoint, resume=True, progress=False)
-    assert history.losses == reference.losses
-    for (name, a), b in zip(model.state_dict().items(), reference_model.state_dict().values()):
-        assert torch.equal(a, b), f"{name} differs from the uninterrupted run"
+        tiny_run(checkpoint, progress=True, interrupt_at=11, checkpoint_every=3)
+    _assert_same_run(*tiny_run(checkpoint, resume=True, progress=False), *reference)

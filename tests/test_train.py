@@ -202,6 +202,40 @@ def test_train_epoch_sees_the_same_batches_with_and_without_a_bar():
     assert first_labels(True) == first_labels(False)
 
 
+def test_compute_loss_gets_each_batch_as_the_loader_yields_it():
+    """A distillation-style batch (x, y, teacher logits) that `unpack` does not know."""
+    torch.manual_seed(0)
+    x, y = blobs(32)
+    teacher = torch.randn(32, 2)
+    loader = DataLoader(TensorDataset(x, y, teacher), batch_size=8)
+    seen = []
+
+    def compute_loss(model, batch):
+        xb, yb, tb = batch
+        seen.append(tb)
+        logits = logits_of(model, xb)
+        return nn.functional.cross_entropy(logits, yb) + nn.functional.mse_loss(logits, tb)
+
+    history = fit(cnn(), loader, epochs=1, compute_loss=compute_loss)
+    assert history.steps == 4 and torch.equal(torch.cat(seen), teacher)
+
+
+def test_loss_fn_and_compute_loss_together_are_refused():
+    x, y = blobs(16)
+    with pytest.raises(ValueError, match="not both"):
+        fit(cnn(), DataLoader(TensorDataset(x, y), batch_size=8), loss_fn=nn.functional.cross_entropy,
+            compute_loss=lambda model, batch: 0)
+
+
+def test_epoch_callback_sees_each_epoch_after_its_evaluation():
+    x, y = blobs(32)
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    seen = []
+    fit(cnn(), loader, epochs=3, val_loader=loader,
+        epoch_callback=lambda epoch, history: seen.append((epoch, history.steps, len(history.val_accuracy))))
+    assert seen == [(1, 4, 1), (2, 8, 2), (3, 12, 3)]
+
+
 def test_live_loss_plot_records_curves_without_a_notebook():
     plot = LiveLossPlot(every=2, live=False)
     plot.start("a")

@@ -13,21 +13,30 @@ optimiser step, e.g. a `LiveLossPlot` that redraws a loss curve in the notebook 
 steps. The loop is what `transformers.Trainer` does for us, written out: forward, loss,
 backward, (clip), step, schedule.
 
+A loss that needs more than logits and labels plugs in as `compute_loss(model, batch)`
+(what `transformers.Trainer.compute_loss` is): `scripts/train_fashion.py` distils its ViT
+from a CNN's logits that way, with the library's `get_cosine_schedule_with_warmup`.
+
 What it does not do silently: a NaN or infinite loss stops training with
 `TrainingDiverged` naming the step (before that step's update); bad arguments are a
 ValueError before the first step. `fit(..., checkpoint="run.pt")` saves model, optimizer,
-scheduler, history and RNG states after every epoch (and every `checkpoint_every` steps);
-`resume=True` replays the interrupted epoch's shuffle and continues exactly where the
+scheduler, history and RNG states after every epoch (and every `checkpoint_every` steps),
+and when the run is interrupted (KeyboardInterrupt, SIGINT, SIGTERM) at its last finished
+step; `resume=True` replays the interrupted epoch's shuffle and continues exactly where the
 checkpoint stopped, so an interrupted run ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
 import random
+import signal
+import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,16 +96,35 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite: training stopped before that step's update."""
 
 
+# compute_loss(model, batch) -> loss; the batch as the loader yields it (on the CPU)
+ComputeLoss = Callable[[nn.Module, Any], torch.Tensor]
+
+
 def _check_clip(clip_grad_norm) -> None:
     if clip_grad_norm is not None:
         number(clip_grad_norm, "clip_grad_norm", low=0.0, low_open=True)
 
 
-def _train_step(model, batch, optimizer, scheduler, loss_fn, clip_grad_norm, device, step: int) -> float:
-    """One optimiser step; `step` (counted from 1) names it if the loss is not finite."""
-    x, y = unpack(batch)
-    x, y = x.to(device), y.to(device)
-    loss = loss_fn(logits_of(model, x), y)
+def _loss_hook(loss_fn: Callable | None, compute_loss: ComputeLoss | None, device: torch.device) -> ComputeLoss:
+    """`compute_loss(model, batch) -> loss`, by default `loss_fn(logits_of(model, x), y)` on `device`."""
+    if compute_loss is not None:
+        if loss_fn is not None:
+            raise ValueError("pass loss_fn (logits, labels) or compute_loss (model, batch), not both")
+        if not callable(compute_loss):
+            raise ValueError(f"compute_loss must be a function (model, batch) -> loss, got {compute_loss!r}")
+        return compute_loss
+    loss_fn = loss_fn or nn.functional.cross_entropy
+
+    def default(model: nn.Module, batch) -> torch.Tensor:
+        x, y = unpack(batch)
+        return loss_fn(logits_of(model, x.to(device)), y.to(device))
+
+    return default
+
+
+def _backward(model, batch, optimizer, compute_loss: ComputeLoss, clip_grad_norm, step: int) -> float:
+    """Loss and gradients of one batch; `step` (counted from 1) names it if the loss is not finite."""
+    loss = compute_loss(model, batch)
     value = loss.item()
     if not math.isfinite(value):
         raise TrainingDiverged(
@@ -107,10 +135,13 @@ def _train_step(model, batch, optimizer, scheduler, loss_fn, clip_grad_norm, dev
     loss.backward()
     if clip_grad_norm is not None:
         nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+    return value
+
+
+def _update(optimizer, scheduler) -> None:
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return value
 
 
 def train_epoch(
@@ -120,6 +151,7 @@ def train_epoch(
     *,
     scheduler=None,
     loss_fn: Callable | None = None,
+    compute_loss: ComputeLoss | None = None,
     max_steps: int | None = None,
     clip_grad_norm: float | None = None,
     progress: bool = False,
@@ -132,6 +164,8 @@ def train_epoch(
     Args:
         scheduler: stepped after every optimiser step (e.g. `get_cosine_schedule_with_warmup`).
         loss_fn: `loss_fn(logits, labels)`; default cross-entropy.
+        compute_loss: `compute_loss(model, batch) -> loss` instead of `loss_fn`, for a loss
+            that needs more than logits and labels (as `transformers.Trainer.compute_loss`).
         clip_grad_norm: clip the global gradient norm to this value (> 0) when given.
         callback: `callback(step, loss)` after every step, `step` counted from `step + 1`.
 
@@ -140,8 +174,7 @@ def train_epoch(
     _check_clip(clip_grad_norm)
     if max_steps is not None:
         integer(max_steps, "max_steps", minimum=0)
-    loss_fn = loss_fn or nn.functional.cross_entropy
-    device = _device_of(model)
+    compute_loss = _loss_hook(loss_fn, compute_loss, _device_of(model))
     model.train()
     losses = []
     total = len(loader) if hasattr(loader, "__len__") else None
@@ -150,8 +183,8 @@ def train_epoch(
     for batch in _progress(loader, progress, total=total, desc=desc, leave=True):
         if max_steps is not None and len(losses) >= max_steps:
             break
-        losses.append(_train_step(model, batch, optimizer, scheduler, loss_fn, clip_grad_norm, device,
-                                  step + len(losses) + 1))
+        losses.append(_backward(model, batch, optimizer, compute_loss, clip_grad_norm, step + len(losses) + 1))
+        _update(optimizer, scheduler)
         if callback is not None:
             callback(step + len(losses), losses[-1])
     return losses
@@ -213,12 +246,12 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state((kind, keys.numpy(), *rest))
 
 
-def save_checkpoint(path, model, optimizer, scheduler, history: History, position: dict,
-                    loader_rng: torch.Tensor | None = None) -> None:
+def save_checkpoint(path, model, optimizer, scheduler, history: History, position: dict, rng: dict) -> None:
     """Write model, optimizer, scheduler, history and RNG states to `path`, atomically.
 
-    `position` says where the run is: epoch, batches done in it, and the RNG states
-    at that epoch's start (to replay its shuffle).
+    `position` says where the run is: epoch, batches done in it, and the RNG states at
+    that epoch's start (to replay its shuffle); `rng` the RNG states at that point
+    (`{"global": ..., "loader": ...}`).
     """
     state = {
         "format": CHECKPOINT_FORMAT,
@@ -227,7 +260,7 @@ def save_checkpoint(path, model, optimizer, scheduler, history: History, positio
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "history": {"losses": history.losses, "val_accuracy": history.val_accuracy},
         "position": position,
-        "rng": {"global": _rng_state(), "loader": loader_rng},
+        "rng": rng,
     }
     with atomic_write(path) as f:
         torch.save(state, f)
@@ -251,6 +284,54 @@ def load_checkpoint(path) -> dict:
 CHECKPOINT_FORMAT = "vit_course.train.fit/1"
 
 
+class _Interrupts:
+    """SIGINT and SIGTERM as `KeyboardInterrupt` while `fit` runs, held back during an update.
+
+    Python's own SIGINT handler can raise between `optimizer.step()` and `scheduler.step()`,
+    leaving a state no checkpoint can describe. Inside `with interrupts.held():` a signal is
+    only noted, and raised when the block ends. SIGTERM (whose default kills the process
+    with no clean-up) becomes an interrupt too, so `fit` can save before the process ends;
+    `fit` then ends the process with SIGTERM, as it would have. Handlers are installed only
+    in the main thread and only over Python's defaults: a handler someone else set stays.
+    """
+
+    DEFAULTS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+
+    def __init__(self, install: bool):
+        self.install, self.holding, self.pending, self.signum = install, False, None, None
+        self.previous: dict = {}
+
+    def __enter__(self) -> "_Interrupts":
+        if self.install and threading.current_thread() is threading.main_thread():
+            for signum, default in self.DEFAULTS.items():
+                if signal.getsignal(signum) is default:
+                    self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.holding:
+            self.pending = signum
+            return
+        self.signum = signum
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    @contextlib.contextmanager
+    def held(self):
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending is not None:
+            self.signum, self.pending = self.pending, None
+            raise KeyboardInterrupt(signal.Signals(self.signum).name)
+
+
 def fit(
     model: nn.Module,
     train_loader: Iterable,
@@ -263,9 +344,11 @@ def fit(
     scheduler=None,
     val_loader: Iterable | None = None,
     loss_fn: Callable | None = None,
+    compute_loss: ComputeLoss | None = None,
     clip_grad_norm: float | None = None,
     progress: bool = False,
     callback: Callback | None = None,
+    epoch_callback: Callable[[int, History], None] | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
@@ -276,14 +359,23 @@ def fit(
         optimizer: default AdamW(lr, weight_decay) over the parameters that require grad.
         scheduler: stepped after every step.
         val_loader: when given, `evaluate` runs after every epoch.
+        loss_fn: `loss_fn(logits, labels)`; default cross-entropy.
+        compute_loss: `compute_loss(model, batch) -> loss` instead of `loss_fn`, for a loss
+            that needs more than logits and labels, e.g. distillation from a teacher's
+            logits carried in the batch (as `transformers.Trainer.compute_loss`).
         clip_grad_norm: clip the global gradient norm to this value (> 0) when given.
-        progress: a tqdm bar per epoch.
+        progress: a tqdm bar per epoch (it does not change the batches).
         callback: `callback(step, loss)` after every step, e.g. a `LiveLossPlot`.
+        epoch_callback: `epoch_callback(epoch, history)` after every epoch (counted from
+            1) and its evaluation, e.g. to keep the weights of the best epoch.
         checkpoint: a file to save the run to after every epoch (and every
             `checkpoint_every` steps): model, optimizer, scheduler, history, RNG states.
+            A KeyboardInterrupt, SIGINT or SIGTERM saves it at the last finished step,
+            then goes on (the interrupt is raised again, SIGTERM ends the process).
         resume: continue the run saved in `checkpoint` (if the file exists) exactly
-            where it stopped; the same call (same arguments; `progress` may differ, it
-            does not change the batches) then finishes an interrupted run.
+            where it stopped; the same call (same arguments; `progress` may differ)
+            then finishes an interrupted run as if it had never stopped. A callback that
+            draws random numbers is not replayed.
 
     Raises `TrainingDiverged` naming the step when the loss becomes NaN or infinite.
     """
@@ -299,11 +391,10 @@ def fit(
             raise ValueError("checkpoint_every needs a checkpoint file: pass checkpoint='run.pt'")
     if hasattr(train_loader, "__len__") and len(train_loader) == 0:
         raise ValueError("expected a train_loader with at least one batch, got an empty one")
+    compute_loss = _loss_hook(loss_fn, compute_loss, _device_of(model))
     if optimizer is None:
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    loss_fn = loss_fn or nn.functional.cross_entropy
-    device = _device_of(model)
     history = History()
     start_epoch, skip, saved = 0, 0, None
     if checkpoint is not None and Path(checkpoint).exists():
@@ -329,43 +420,69 @@ def fit(
         if generator is not None and state["loader"] is not None:
             generator.set_state(state["loader"])
 
-    def save(epoch: int, batch: int, epoch_rng: dict) -> None:
-        if checkpoint is not None:
-            position = {"epoch": epoch, "batch": batch, "epoch_rng": epoch_rng}
-            save_checkpoint(checkpoint, model, optimizer, scheduler, history, position,
-                            loader_rng=generator.get_state() if generator is not None else None)
+    # Where the run stands after its last finished step: what an interrupt saves. None
+    # while nothing changed since the last save (or since the checkpoint was read)
+    mark: dict | None = None
 
-    for epoch in range(start_epoch, epochs):
-        if max_steps is not None and history.steps >= max_steps:
-            break
-        if saved is not None:  # resuming: the RNG as it was when this epoch (or the checkpoint) began
-            set_rng(saved["position"]["epoch_rng"] if skip else saved["rng"])
-        epoch_rng = rng_now()
-        model.train()
-        total = len(train_loader) if hasattr(train_loader, "__len__") else None
-        batches = _progress(train_loader, progress, total=total, desc=f"epoch {epoch + 1}/{epochs}", leave=True)
-        for _ in range(skip):  # replay the interrupted epoch's shuffle up to where it stopped
-            next(batches)
-        if saved is not None and skip:
-            set_rng(saved["rng"])  # then the RNG as it was when the checkpoint was written
-        done = skip
-        skip, saved = 0, None
-        for batch in batches:
-            if max_steps is not None and history.steps >= max_steps:
-                break
-            history.losses.append(_train_step(model, batch, optimizer, scheduler, loss_fn, clip_grad_norm,
-                                              device, history.steps + 1))
-            done += 1
-            if callback is not None:
-                callback(history.steps, history.losses[-1])
-            if checkpoint_every is not None and history.steps % checkpoint_every == 0:
-                save(epoch, done, epoch_rng)
-        if val_loader is not None:
-            history.val_accuracy.append(evaluate(model, val_loader))
-        if total is not None and done < total:  # stopped by max_steps inside the epoch
-            save(epoch, done, epoch_rng)
-        else:
-            save(epoch + 1, 0, epoch_rng)
+    def save(epoch: int, batch: int, epoch_rng: dict, rng: dict) -> None:
+        nonlocal mark
+        position = {"epoch": epoch, "batch": batch, "epoch_rng": epoch_rng}
+        save_checkpoint(checkpoint, model, optimizer, scheduler, history, position, rng)
+        mark = None
+
+    with _Interrupts(install=checkpoint is not None) as interrupts:
+        try:
+            for epoch in range(start_epoch, epochs):
+                if max_steps is not None and history.steps >= max_steps:
+                    break
+                if saved is not None:  # resuming: the RNG as it was when this epoch (or the checkpoint) began
+                    set_rng(saved["position"]["epoch_rng"] if skip else saved["rng"])
+                epoch_rng = rng_now()
+                model.train()
+                total = len(train_loader) if hasattr(train_loader, "__len__") else None
+                batches = _progress(train_loader, progress, total=total,
+                                    desc=f"epoch {epoch + 1}/{epochs}", leave=True)
+                for _ in range(skip):  # replay the interrupted epoch's shuffle up to where it stopped
+                    next(batches)
+                if saved is not None and skip:
+                    set_rng(saved["rng"])  # then the RNG as it was when the checkpoint was written
+                done = skip
+                skip, saved = 0, None
+                for batch in batches:
+                    if max_steps is not None and history.steps >= max_steps:
+                        break
+                    loss = _backward(model, batch, optimizer, compute_loss, clip_grad_norm, history.steps + 1)
+                    with interrupts.held():  # the update and its record: all of it or none
+                        _update(optimizer, scheduler)
+                        history.losses.append(loss)
+                        done += 1
+                        if checkpoint is not None:
+                            mark = {"epoch": epoch, "batch": done, "epoch_rng": epoch_rng, "rng": rng_now()}
+                    if callback is not None:
+                        callback(history.steps, history.losses[-1])
+                    if checkpoint_every is not None and history.steps % checkpoint_every == 0:
+                        save(**mark)
+                if val_loader is not None:
+                    history.val_accuracy.append(evaluate(model, val_loader))
+                if checkpoint is not None:
+                    if total is not None and done < total:  # stopped by max_steps inside the epoch
+                        save(epoch, done, epoch_rng, rng_now())
+                    else:
+                        save(epoch + 1, 0, epoch_rng, rng_now())
+                if epoch_callback is not None:
+                    epoch_callback(epoch + 1, history)
+        except KeyboardInterrupt as err:
+            signum, interrupts.signum = interrupts.signum, None
+            if mark is not None:
+                with interrupts.held():  # a second Ctrl-C does not stop the save halfway
+                    save(**mark)
+                if hasattr(err, "add_note"):  # Python 3.11+
+                    err.add_note(f"fit: the run was saved to {checkpoint} after step {history.steps}; "
+                                 "continue it with the same call and resume=True")
+            if signum == signal.SIGTERM and interrupts.previous.get(signal.SIGTERM) is signal.SIG_DFL:
+                interrupts.__exit__()
+                signal.raise_signal(signal.SIGTERM)  # end the process as SIGTERM would have
+            raise
     return history
 
 
