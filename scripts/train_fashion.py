@@ -9,6 +9,11 @@
 - `cnn`: `vit_course.cnn.SmallCNN`, written to `data/models/cnn-fashion/`; `--model both`
   trains it first, then distils the ViT from it.
 
+The training loop is `vit_course.train.fit` (the one the notebooks use): distillation plugs
+in as its `compute_loss`, the schedule is transformers' `get_cosine_schedule_with_warmup`,
+the best epoch is kept by its `epoch_callback`. This script holds the recipes (`Recipe`,
+`ViTRecipe`) and the orchestration: data, model selection, metrics, writing.
+
 Data: the official train split minus a fixed, balanced 5k held out
 (`data/fashion_mnist/heldout.npz`) for model selection: 55k images to train on. The
 official 10k test split is used once, after training, to report accuracy; never to
@@ -29,14 +34,16 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
-import math
 import os
 import platform
 import random
 import shlex
 import sys
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,18 +51,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from vit_course import cnn  # noqa: E402
-from vit_course.data import (  # noqa: E402
+from vit_course import ViTConfig, cnn
+from vit_course.data import (
     FASHION_MNIST_LABELS, FASHION_MNIST_MEAN, FASHION_MNIST_STD,
     RandomShiftFlip, fashion_mnist_indices, load_fashion_mnist, make_loader, to_model_input,
 )
-from vit_course.paths import DATA_DIR, REPO_DIR, atomic_folder, atomic_write, sha256, writable_problem  # noqa: E402
-from vit_course.train import TrainingDiverged, logits_of  # noqa: E402
-from vit_course.validation import integer, number  # noqa: E402
+from vit_course.paths import DATA_DIR, REPO_DIR, atomic_folder, atomic_write, sha256, writable_problem
+from vit_course.train import History, TrainingDiverged, fit, logits_of, predict
+from vit_course.validation import integer, number
 
 OUT_NAMES = {"vit": "vit-tiny-fashion", "cnn": "cnn-fashion"}
 AUGMENTATIONS = {  # on each uint8 training image (1, 28, 28)
@@ -63,9 +67,84 @@ AUGMENTATIONS = {  # on each uint8 training image (1, 28, 28)
     "flip": RandomShiftFlip(pad=0, flip=True),  # h-flip only
     "none": None,
 }
-CHANNELS = {"vit": 3, "cnn": 1}
+FLIP_P = {"flip": 0.5, "none": 0.0}  # what distillation's TeacherTargets can mirror
+SHIPPED_DIR = DATA_DIR / "models"
+RUNS_DIR = REPO_DIR / "runs"
+EVAL_BATCH = 500
 
-DEFAULTS = {
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one model is trained; every field is checked when the recipe is made."""
+
+    epochs: int
+    weight_decay: float
+    augment: str  # a key of AUGMENTATIONS
+    batch_size: int = 128
+    lr: float = 2e-3  # peak, after a linear warmup; cosine to 0 after it, per step
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    clip_grad_norm: float = 1.0
+
+    kind = "cnn"
+    channels = 1  # input channels the model takes
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            integer(getattr(self, name), "--" + name.replace("_", "-"), minimum=1)
+        for name, bounds in RANGES.items():
+            if hasattr(self, name):
+                number(getattr(self, name), "--" + name.replace("_", "-"), **bounds)
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"--augment must be one of {sorted(AUGMENTATIONS)}, got {self.augment!r}")
+
+
+@dataclass(frozen=True)
+class ViTRecipe(Recipe):
+    """A ViT's recipe: its shape, and how much it learns from the CNN teacher."""
+
+    hidden_size: int = 96
+    num_layers: int = 6
+    num_heads: int = 4
+    mlp_ratio: int = 2
+    patch_size: int = 4
+    distill_alpha: float = 0.5  # weight of the teacher's soft targets (0: labels only)
+    distill_temperature: float = 2.0
+
+    kind = "vit"
+    channels = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("hidden_size", "num_layers", "num_heads", "mlp_ratio", "patch_size"):
+            integer(getattr(self, name), "--" + name.replace("_", "-"), minimum=1)
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"--hidden-size {self.hidden_size} must be divisible by --num-heads {self.num_heads}")
+        if 28 % self.patch_size:
+            raise ValueError(f"--patch-size must divide the 28-pixel images (1, 2, 4, 7, 14, 28), got {self.patch_size}")
+        if self.distill_alpha > 0 and self.augment not in FLIP_P:
+            raise ValueError(f"distillation supports --augment {' or '.join(FLIP_P)}, got {self.augment}")
+
+    def model_config(self) -> ViTConfig:
+        return ViTConfig(
+            image_size=28, patch_size=self.patch_size, num_channels=self.channels, hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
+            intermediate_size=self.mlp_ratio * self.hidden_size, num_labels=10,
+            id2label=dict(enumerate(FASHION_MNIST_LABELS)),
+        )
+
+
+RANGES = {  # float fields: their valid intervals, as vit_course.validation.number takes them
+    "lr": dict(low=0.0, low_open=True),
+    "weight_decay": dict(low=0.0),
+    "warmup_epochs": dict(low=0.0),
+    "label_smoothing": dict(low=0.0, high=1.0, high_open=True),
+    "clip_grad_norm": dict(low=0.0, low_open=True),
+    "distill_alpha": dict(low=0.0, high=1.0),
+    "distill_temperature": dict(low=0.0, low_open=True),
+}
+
+RECIPES = {
     # ViT: with 2 px random shifts, lr 1e-3, a 15-epoch run had 86% held-out after 10 epochs; in
     # 1-epoch screens, h-flip only beat shift+flip (80% vs 71%) and lr 2e-3 beat 1e-3 and 3e-3.
     # Full runs, held-out 5k / official test (the test split was read only after each run):
@@ -75,12 +154,9 @@ DEFAULTS = {
     # Width did little, distillation helped and the held-out accuracy still rose late in each run,
     # so the shipped recipe goes back to hidden 96 (faster) and trains longer, distilled:
     # - hidden 96, 36 epochs, distilled: 92.6% / 91.65% (59 min on 2 threads), the shipped model
-    "vit": dict(epochs=36, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=1.0, augment="flip",
-                label_smoothing=0.1, hidden_size=96, num_layers=6, num_heads=4, mlp_ratio=2,
-                patch_size=4, distill_alpha=0.5, distill_temperature=2.0),
+    "vit": ViTRecipe(epochs=36, weight_decay=0.05, augment="flip"),
     # CNN: 3 epochs (about 2 min each on one thread): 92.7% / 91.6%
-    "cnn": dict(epochs=3, batch_size=128, lr=2e-3, weight_decay=0.01, warmup_epochs=1.0, augment="shift_flip",
-                label_smoothing=0.1),
+    "cnn": Recipe(epochs=3, weight_decay=0.01, augment="shift_flip"),
 }
 
 
@@ -91,39 +167,24 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True)
 
 
-def build_model(kind: str, hp: dict) -> nn.Module:
-    id2label = dict(enumerate(FASHION_MNIST_LABELS))
-    if kind == "cnn":
-        return cnn.SmallCNN(cnn.CNNConfig(id2label=id2label))
-    from transformers import ViTConfig, ViTForImageClassification
+def build_model(recipe: Recipe) -> nn.Module:
+    if recipe.kind == "cnn":
+        return cnn.SmallCNN(cnn.CNNConfig(id2label=dict(enumerate(FASHION_MNIST_LABELS))))
+    from transformers import AutoModelForImageClassification
 
-    config = ViTConfig(
-        image_size=28, patch_size=hp["patch_size"], num_channels=3,
-        hidden_size=hp["hidden_size"], num_hidden_layers=hp["num_layers"],
-        num_attention_heads=hp["num_heads"], intermediate_size=hp["mlp_ratio"] * hp["hidden_size"],
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-        num_labels=10, id2label=id2label, label2id={v: k for k, v in id2label.items()},
-    )
-    return ViTForImageClassification(config)
+    return AutoModelForImageClassification.from_config(recipe.model_config().to_hf())
 
 
-@torch.inference_mode()
-def logits_of_images(model: nn.Module, images: torch.Tensor, channels: int, batch_size: int = 500) -> torch.Tensor:
-    """Logits of every uint8 image `(N, 28, 28)`, in eval mode, without augmentation: `(N, num_labels)`."""
-    model.eval()
-    return torch.cat([
-        logits_of(model, to_model_input(images[s:s + batch_size], FASHION_MNIST_MEAN, FASHION_MNIST_STD, channels))
-        for s in range(0, len(images), batch_size)])
+def eval_loader(images: torch.Tensor, labels: torch.Tensor, channels: int, batch_size: int = EVAL_BATCH) -> DataLoader:
+    """The uint8 images `(N, 28, 28)` in order, normalised, no augmentation."""
+    return make_loader(images, labels, batch_size, channels=channels)
 
 
-def predict(model: nn.Module, images: torch.Tensor, channels: int) -> torch.Tensor:
-    """Predicted class of every uint8 image `(N, 28, 28)`: `(N,)`."""
-    return logits_of_images(model, images, channels).argmax(-1)
-
-
-def accuracy(model, images, labels, channels) -> tuple[float, int]:
-    correct = int((predict(model, images, channels) == labels).sum())
-    return correct / len(labels), correct
+def measure(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, channels: int) -> tuple[float, int]:
+    """(accuracy, number correct) of `model` on uint8 images `(N, 28, 28)`."""
+    preds, truth = predict(model, eval_loader(images, labels, channels))
+    correct = int((preds == truth).sum())
+    return correct / len(truth), correct
 
 
 class TeacherTargets(Dataset):
@@ -145,87 +206,108 @@ class TeacherTargets(Dataset):
         return x, int(self.labels[i]), self.teacher[int(flip), i]
 
 
-def teacher_logits(teacher: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+@torch.inference_mode()
+def teacher_logits(teacher: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
     """The CNN teacher's logits for every uint8 image `(N, 28, 28)` and its mirror: `(2, N, 10)`."""
-    return torch.stack([logits_of_images(teacher, view, 1, batch_size) for view in (images, images.flip(-1))])
+    teacher.eval()
+
+    def logits(view: torch.Tensor) -> torch.Tensor:  # (N, 10)
+        no_labels = torch.zeros(len(view), dtype=torch.long)
+        return torch.cat([logits_of(teacher, x) for x, _ in eval_loader(view, no_labels, 1, batch_size)])
+
+    return torch.stack([logits(view) for view in (images, images.flip(-1))])
 
 
-def distillation_loss(logits, labels, teacher, hp) -> torch.Tensor:
+def distillation_loss(logits, labels, teacher, recipe: ViTRecipe) -> torch.Tensor:
     """(1 - a) * CE(labels, smoothed) + a * T^2 * KL(teacher_T || student_T) (Hinton et al., 2015)."""
-    a, t = hp["distill_alpha"], hp["distill_temperature"]
-    ce = F.cross_entropy(logits, labels, label_smoothing=hp["label_smoothing"])
+    a, t = recipe.distill_alpha, recipe.distill_temperature
+    ce = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
     kd = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher / t, -1),
                   log_target=True, reduction="batchmean")
     return (1 - a) * ce + a * t * t * kd
 
 
-def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
-    """Linear warmup to `peak`, then cosine decay to 0."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1 + math.cos(math.pi * progress))
+def distill_from(recipe: ViTRecipe):
+    """`fit`'s `compute_loss` for batches `(x, y, teacher logits)`."""
+
+    def compute_loss(model: nn.Module, batch) -> torch.Tensor:
+        x, y, teacher = batch
+        return distillation_loss(logits_of(model, x), y, teacher, recipe)
+
+    return compute_loss
 
 
-def train(kind: str, hp: dict, data: dict, seed: int, limit: int | None,
-          teacher: nn.Module | None = None) -> tuple[nn.Module, dict]:
+def optimizer_for(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms, the CLS token and the position embeddings."""
+    plain = [n for n, p in model.named_parameters() if p.dim() < 2 or n.endswith(("cls_token", "position_embeddings"))]
+    decay = [p for n, p in model.named_parameters() if n not in plain]
+    no_decay = [p for n, p in model.named_parameters() if n in plain]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
+
+
+@dataclass
+class Best:
+    """Model selection on the held-out 5k only: the best epoch so far and its weights."""
+
+    accuracy: float = -1.0
+    epoch: int = 0
+    state: dict | None = None
+
+
+def train(recipe: Recipe, data: dict, seed: int, limit: int | None, teacher: nn.Module | None = None,
+          max_steps: int | None = None) -> tuple[nn.Module, dict]:
+    """Train one model on `data["train"]` (the first `limit` images), select on `data["heldout"]`."""
+    from transformers import get_cosine_schedule_with_warmup
+
     seed_everything(seed)
-    model = build_model(kind, hp)
-    channels = CHANNELS[kind]
+    model = build_model(recipe)
     train_x, train_y = data["train"]
     if limit is not None:
         train_x, train_y = train_x[:limit], train_y[:limit]
     if teacher is None:
-        loader = make_loader(train_x, train_y, hp["batch_size"], train=True, channels=channels, seed=seed,
-                             augment=AUGMENTATIONS[hp["augment"]] or False)
+        loader = make_loader(train_x, train_y, recipe.batch_size, train=True, channels=recipe.channels, seed=seed,
+                             augment=AUGMENTATIONS[recipe.augment] or False)
+        hook = dict(loss_fn=partial(F.cross_entropy, label_smoothing=recipe.label_smoothing))
     else:  # the teacher sees the same (possibly mirrored) image as the student
-        flip_p = {"flip": 0.5, "none": 0.0}[hp["augment"]]
-        targets = TeacherTargets(train_x, train_y, teacher_logits(teacher, train_x), flip_p, channels)
-        loader = DataLoader(targets, batch_size=hp["batch_size"], shuffle=True,
+        targets = TeacherTargets(train_x, train_y, teacher_logits(teacher, train_x), FLIP_P[recipe.augment],
+                                 recipe.channels)
+        loader = DataLoader(targets, batch_size=recipe.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(seed))
-    # No weight decay on biases, norms, the CLS token and the position embeddings
-    plain = [n for n, p in model.named_parameters() if p.dim() < 2 or n.endswith(("cls_token", "position_embeddings"))]
-    decay = [p for n, p in model.named_parameters() if n not in plain]
-    no_decay = [p for n, p in model.named_parameters() if n in plain]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": hp["weight_decay"]},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=hp["lr"])
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=hp["label_smoothing"])
-    total = hp["epochs"] * len(loader)
-    warmup = round(hp["warmup_epochs"] * len(loader))
-    history, best = [], (-1.0, None, 0)
-    step, start = 0, time.perf_counter()
-    for epoch in range(1, hp["epochs"] + 1):
-        model.train()
-        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
-        bar = tqdm(loader, desc=f"{kind} epoch {epoch}/{hp['epochs']}", mininterval=10, leave=True)
-        for x, y, *t in bar:
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total, warmup, hp["lr"])
-            logits = logits_of(model, x)
-            loss = distillation_loss(logits, y, t[0], hp) if t else loss_fn(logits, y)
-            if not math.isfinite(loss.item()):
-                raise TrainingDiverged(f"{kind}: the loss is {loss.item()} at epoch {epoch}, step {step + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            seen += len(y)
-            loss_sum += loss.item() * len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", refresh=False)
-        epoch_s = time.perf_counter() - t0
-        val_acc, _ = accuracy(model, *data["heldout"], channels)
-        history.append({"epoch": epoch, "train_loss": round(loss_sum / seen, 5),
-                        "heldout_accuracy": val_acc, "epoch_seconds": round(epoch_s, 1)})
-        print(f"{kind} epoch {epoch}: loss {loss_sum / seen:.4f}  held-out acc {val_acc:.4f}  "
-              f"{epoch_s:.0f} s", flush=True)
-        if val_acc > best[0]:  # model selection on the held-out 5k only
-            best = (val_acc, copy.deepcopy(model.state_dict()), epoch)
+        hook = dict(compute_loss=distill_from(recipe))
+    optimizer = optimizer_for(model, recipe)
+    scheduler = get_cosine_schedule_with_warmup(
+        optimizer, num_warmup_steps=round(recipe.warmup_epochs * len(loader)),
+        num_training_steps=recipe.epochs * len(loader))
+    sizes = [len(y) for y in torch.arange(len(train_y)).split(recipe.batch_size)]  # examples in each batch
+    best, log, clock = Best(), [], {"epoch": time.perf_counter()}
+    heldout = eval_loader(*data["heldout"], recipe.channels)
+
+    def end_of_epoch(epoch: int, history: History) -> None:
+        losses = history.losses[(epoch - 1) * len(loader):]
+        train_loss = sum(loss * n for loss, n in zip(losses, sizes)) / sum(sizes[:len(losses)])
+        accuracy, seconds = history.val_accuracy[-1], time.perf_counter() - clock["epoch"]
+        log.append({"epoch": epoch, "train_loss": round(train_loss, 5), "heldout_accuracy": accuracy,
+                    "epoch_seconds": round(seconds, 1)})
+        print(f"{recipe.kind} epoch {epoch}: loss {train_loss:.4f}  held-out acc {accuracy:.4f}  {seconds:.0f} s",
+              flush=True)
+        if accuracy > best.accuracy:
+            best.accuracy, best.epoch, best.state = accuracy, epoch, copy.deepcopy(model.state_dict())
+        clock["epoch"] = time.perf_counter()
+
+    start = time.perf_counter()
+    history = fit(model, loader, optimizer=optimizer, scheduler=scheduler, epochs=recipe.epochs, max_steps=max_steps,
+                  val_loader=heldout, clip_grad_norm=recipe.clip_grad_norm, progress=True,
+                  epoch_callback=end_of_epoch, **hook)
     train_seconds = time.perf_counter() - start
-    model.load_state_dict(best[1])
+    model.load_state_dict(best.state)
     model.eval()
-    return model, {"history": history, "best_epoch": best[2], "train_seconds": round(train_seconds, 1),
-                   "seconds_per_epoch": round(train_seconds / hp["epochs"], 1)}
+    return model, {"history": log, "best_epoch": best.epoch, "train_seconds": round(train_seconds, 1),
+                   "seconds_per_epoch": round(train_seconds / recipe.epochs, 1),
+                   "first_losses": history.losses[:FIRST_LOSSES]}
+
+
+FIRST_LOSSES = 20  # the loss of the first steps, recorded exactly: a rerun can be compared step by step
 
 
 def dir_size(path: Path) -> int:
@@ -278,6 +360,10 @@ def command_args() -> list[str]:
     return args
 
 
+RECIPE_ARGS = ("epochs", "batch_size", "lr", "hidden_size", "num_layers", "mlp_ratio", "num_heads", "patch_size",
+               "weight_decay", "warmup_epochs", "label_smoothing", "augment", "distill_alpha", "distill_temperature")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["vit", "cnn", "both"], default="both")
@@ -301,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--limit", type=int, help="train on the first N images only (timing runs)")
+    parser.add_argument("--max-steps", type=int, help="stop after N steps of the full recipe's schedule")
     parser.add_argument("--out-dir", type=Path, default=None,
                         help="where the model folders go (default: a new folder runs/<UTC time>/)")
     parser.add_argument("--ship", action="store_true",
@@ -310,70 +397,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SHIPPED_DIR = DATA_DIR / "models"
-RUNS_DIR = REPO_DIR / "runs"
-ARG_RANGES = {  # float arguments: their valid intervals, as vit_course.validation.number takes them
-    "lr": dict(low=0.0, low_open=True),
-    "weight_decay": dict(low=0.0),
-    "warmup_epochs": dict(low=0.0),
-    "label_smoothing": dict(low=0.0, high=1.0, high_open=True),
-    "distill_alpha": dict(low=0.0, high=1.0),
-    "distill_temperature": dict(low=0.0, low_open=True),
-}
+def recipe_for(kind: str, args) -> Recipe:
+    """The shipped recipe of `kind`, with the arguments given in its place (checked on the way)."""
+    recipe = RECIPES[kind]
+    names = {f.name for f in dataclasses.fields(recipe)}
+    return dataclasses.replace(recipe, **{k: getattr(args, k) for k in RECIPE_ARGS
+                                          if k in names and getattr(args, k) is not None})
 
 
-def hyperparameters(kind: str, args) -> dict:
-    """The defaults of `kind`, overridden by the arguments given."""
-    hp = dict(DEFAULTS[kind])
-    for key in ("epochs", "batch_size", "lr", "hidden_size", "num_layers", "mlp_ratio", "num_heads",
-                "patch_size", "weight_decay", "warmup_epochs", "label_smoothing", "augment",
-                "distill_alpha", "distill_temperature"):
-        if getattr(args, key) is not None and key in hp:
-            hp[key] = getattr(args, key)
-    return hp
-
-
-def check_args(args, parser: argparse.ArgumentParser) -> None:
-    """Every argument checked before any data is read: a bad one stops here (status 2)."""
-
-    def bad(message: str) -> None:
-        parser.error(message)
-
-    try:
-        for key in ("epochs", "batch_size", "hidden_size", "num_layers", "mlp_ratio", "num_heads", "patch_size",
-                    "threads", "limit"):
-            if getattr(args, key) is not None:
-                integer(getattr(args, key), "--" + key.replace("_", "-"), minimum=1)
-        for key, bounds in ARG_RANGES.items():
-            if getattr(args, key) is not None:
-                number(getattr(args, key), "--" + key.replace("_", "-"), **bounds)
-    except ValueError as err:
-        bad(str(err))
-    kinds = ["cnn", "vit"] if args.model == "both" else [args.model]
-    for kind in kinds:
-        hp = hyperparameters(kind, args)
-        if kind == "vit":
-            if hp["hidden_size"] % hp["num_heads"]:
-                bad(f"--hidden-size {hp['hidden_size']} must be divisible by --num-heads {hp['num_heads']}")
-            if 28 % hp["patch_size"]:
-                bad(f"--patch-size must divide the 28-pixel images (1, 2, 4, 7, 14, 28), got {hp['patch_size']}")
-            if hp["distill_alpha"] > 0 and hp["augment"] not in ("flip", "none"):
-                bad(f"distillation supports --augment flip or none, got {hp['augment']}")
-            if hp["distill_alpha"] > 0 and "cnn" not in kinds:
-                for name in ("config.json", "model.safetensors", "metrics.json"):
-                    if not (args.teacher / name).is_file():
-                        bad(f"--teacher {args.teacher} has no {name}: train the CNN first (--model both) "
-                            "or pass --distill-alpha 0")
-    if args.no_save:
-        return
+def out_dir_for(args, bad) -> Path:
+    """Where the model folders go: a new run folder unless `--ship` or `--out-dir` says otherwise."""
     if args.ship and args.out_dir is not None:
         bad("--ship writes into data/models: leave out --out-dir")
     if args.ship:
-        args.out_dir, args.overwrite = SHIPPED_DIR, True
-    elif args.out_dir is None:
-        args.out_dir = RUNS_DIR / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    elif args.out_dir.resolve() == SHIPPED_DIR.resolve():
+        return SHIPPED_DIR
+    if args.out_dir is None:
+        return RUNS_DIR / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    if args.out_dir.resolve() == SHIPPED_DIR.resolve():
         bad(f"--out-dir {args.out_dir} holds the shipped models: pass --ship to replace them")
+    return args.out_dir
+
+
+def check_args(args, parser: argparse.ArgumentParser) -> dict[str, Recipe]:
+    """Every argument checked before any data is read: a bad one stops here (status 2).
+
+    Returns the recipe of each model to train, the CNN first (it is the ViT's teacher).
+    """
+    bad = parser.error
+    kinds = ["cnn", "vit"] if args.model == "both" else [args.model]
+    try:
+        for key in ("threads", "limit", "max_steps"):
+            if getattr(args, key) is not None:
+                integer(getattr(args, key), "--" + key.replace("_", "-"), minimum=1)
+        recipes = {kind: recipe_for(kind, args) for kind in kinds}
+    except ValueError as err:
+        bad(str(err))
+    vit = recipes.get("vit")
+    if vit is not None and vit.distill_alpha > 0 and "cnn" not in kinds:
+        for name in ("config.json", "model.safetensors", "metrics.json"):
+            if not (args.teacher / name).is_file():
+                bad(f"--teacher {args.teacher} has no {name}: train the CNN first (--model both) "
+                    "or pass --distill-alpha 0")
+    if args.no_save:
+        return recipes
+    args.out_dir = out_dir_for(args, bad)
+    args.overwrite = args.overwrite or args.ship
     problem = writable_problem(args.out_dir) if not args.out_dir.exists() or args.out_dir.is_file() else None
     if problem is None and args.out_dir.is_dir() and not os.access(args.out_dir, os.W_OK):
         problem = f"{args.out_dir} is not writable"
@@ -382,25 +450,23 @@ def check_args(args, parser: argparse.ArgumentParser) -> None:
     existing = [args.out_dir / OUT_NAMES[k] for k in kinds if (args.out_dir / OUT_NAMES[k]).exists()]
     if existing and not args.overwrite:
         bad(f"{', '.join(map(str, existing))} already exist: pass --overwrite to replace, or another --out-dir")
+    return recipes
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_args(args, parser)
+    recipes = check_args(args, parser)
     try:
-        run(args)
+        run(args, recipes)
     except TrainingDiverged as err:
         print(f"training diverged: {err}. Nothing saved; try a lower --lr.", file=sys.stderr)
         return 1
     return 0
 
 
-def run(args) -> None:
-    import transformers
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def load_data() -> dict:
+    """The 55k to train on, the held-out 5k, the official 10k test split and the shipped subsets."""
     try:
         full_x, full_y = load_fashion_mnist("train", source="full")
         test = load_fashion_mnist("test", source="full")
@@ -409,59 +475,78 @@ def run(args) -> None:
         raise SystemExit(f"train_fashion.py: {err}") from err
     keep = torch.ones(len(full_y), dtype=torch.bool)
     keep[heldout] = False
-    data = {
+    if set(fashion_mnist_indices("val")) - set(heldout.tolist()):
+        raise SystemExit("train_fashion.py: the shipped val subset must lie inside the held-out 5k")
+    return {
         "train": (full_x[keep], full_y[keep]),  # 55k
         "heldout": (full_x[heldout], full_y[heldout]),  # 5k, model selection
         "test": test,  # 10k, reported once at the end
         "test_subset": load_fashion_mnist("test"),  # shipped 2k
         "val_subset": load_fashion_mnist("val"),  # shipped 1k, inside the held-out 5k
     }
-    assert not set(fashion_mnist_indices("val")) - set(heldout.tolist()), "val subset must be held out"
-    print(f"train {len(data['train'][1])}, held out {len(heldout)}, test {len(data['test'][1])}; "
-          f"torch threads {torch.get_num_threads()}", flush=True)
 
+
+def evaluation(model: nn.Module, data: dict, channels: int) -> dict:
+    """The figures metrics.json records, measured on the splits in `data`."""
+    test_acc, test_correct = measure(model, *data["test"], channels)
+    sub_acc, sub_correct = measure(model, *data["test_subset"], channels)
+    heldout_acc, _ = measure(model, *data["heldout"], channels)
+    val_acc, _ = measure(model, *data["val_subset"], channels)
+    return {
+        "test_accuracy": test_acc,  # official 10k test split
+        "test_correct": test_correct,
+        "test_subset_accuracy": sub_acc,  # data/fashion_mnist/test.npz
+        "test_subset_correct": sub_correct,
+        "test_subset_size": len(data["test_subset"][1]),
+        "val_accuracy": heldout_acc,  # 5k held out of the train split, used for model selection
+        "val_subset_accuracy": val_acc,  # data/fashion_mnist/val.npz, part of the held-out 5k
+    }
+
+
+def run(args, recipes: dict[str, Recipe]) -> None:
+    import transformers
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_data()
+    print(f"train {len(data['train'][1])}, held out {len(data['heldout'][1])}, test {len(data['test'][1])}; "
+          f"torch threads {torch.get_num_threads()}", flush=True)
     trained = {}  # kind -> (model, metrics); the CNN goes first: it is the ViT's teacher
-    for kind in (["cnn", "vit"] if args.model == "both" else [args.model]):
-        hp = hyperparameters(kind, args)
-        print(f"== {kind}: {hp}", flush=True)
-        teacher = None
-        if hp.get("distill_alpha", 0) > 0:  # the CNN trained just now, or the one in --teacher
+    for kind, recipe in recipes.items():
+        print(f"== {kind}: {recipe}", flush=True)
+        teacher, teacher_record = None, None
+        if getattr(recipe, "distill_alpha", 0) > 0:  # the CNN trained just now, or the one in --teacher
             teacher, teacher_metrics = trained.get("cnn") or (
                 cnn.load(args.teacher), json.loads((args.teacher / "metrics.json").read_text()))
-            hp["teacher"] = {k: teacher_metrics[k] for k in ("val_accuracy", "train_images", "command")}
-            print(f"distilling from the CNN (held-out accuracy {hp['teacher']['val_accuracy']:.4f})")
-        model, log = train(kind, hp, data, args.seed, args.limit, teacher)
+            teacher_record = {k: teacher_metrics[k] for k in ("val_accuracy", "train_images", "command")}
+            print(f"distilling from the CNN (held-out accuracy {teacher_record['val_accuracy']:.4f})")
+        model, log = train(recipe, data, args.seed, args.limit, teacher, max_steps=args.max_steps)
         bad = nonfinite_parameters(model)
         if bad:
             raise TrainingDiverged(f"{kind}: non-finite weights in {bad[:3]} after training")
-        channels = CHANNELS[kind]
-        test_acc, test_correct = accuracy(model, *data["test"], channels)
-        sub_acc, sub_correct = accuracy(model, *data["test_subset"], channels)
-        heldout_acc, _ = accuracy(model, *data["heldout"], channels)
-        val_acc, val_correct = accuracy(model, *data["val_subset"], channels)
-        print(f"{kind}: official test {test_acc:.4f}, test subset {sub_acc:.4f}, "
-              f"held-out {heldout_acc:.4f}, val subset {val_acc:.4f}", flush=True)
+        figures = evaluation(model, data, recipe.channels)
+        print(f"{kind}: official test {figures['test_accuracy']:.4f}, test subset "
+              f"{figures['test_subset_accuracy']:.4f}, held-out {figures['val_accuracy']:.4f}, "
+              f"val subset {figures['val_subset_accuracy']:.4f}", flush=True)
+        hyperparameters = dataclasses.asdict(recipe)
+        if teacher_record is not None:
+            hyperparameters["teacher"] = teacher_record
         metrics = {
             "model": kind,
-            "test_accuracy": test_acc,  # official 10k test split
-            "test_correct": test_correct,
-            "test_subset_accuracy": sub_acc,  # data/fashion_mnist/test.npz
-            "test_subset_correct": sub_correct,
-            "test_subset_size": len(data["test_subset"][1]),
-            "val_accuracy": heldout_acc,  # 5k held out of the train split, used for model selection
-            "val_subset_accuracy": val_acc,  # data/fashion_mnist/val.npz, part of the held-out 5k
+            **figures,
             "train_images": len(data["train"][1][:args.limit]),
             "num_parameters": cnn.num_parameters(model),
             "train_seconds": log["train_seconds"],
             "seconds_per_epoch": log["seconds_per_epoch"],
             "best_epoch": log["best_epoch"],
-            "epochs": hp["epochs"],
-            "hyperparameters": {**hp, "seed": args.seed, "optimizer": "AdamW",
-                                "schedule": "linear warmup + cosine to 0, per step",
-                                "grad_clip": 1.0, "augmentation": repr(AUGMENTATIONS[hp["augment"]]),
+            "epochs": recipe.epochs,
+            "hyperparameters": {**hyperparameters, "seed": args.seed, "optimizer": "AdamW",
+                                "schedule": "transformers.get_cosine_schedule_with_warmup, per step",
+                                "augmentation": repr(AUGMENTATIONS[recipe.augment]),
                                 "normalization": [FASHION_MNIST_MEAN, FASHION_MNIST_STD],
-                                "input_channels": channels},
+                                "input_channels": recipe.channels, "max_steps": args.max_steps},
             "history": log["history"],
+            "first_losses": log["first_losses"],
             "num_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),
             "load_average_after": [round(v, 2) for v in os.getloadavg()],  # the CPU is shared

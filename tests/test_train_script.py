@@ -18,34 +18,36 @@ def script():
     path = DATA_DIR.parent / "scripts" / "train_fashion.py"
     spec = importlib.util.spec_from_file_location("train_fashion", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["train_fashion"] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     yield module
     sys.modules.pop("train_fashion", None)
 
 
-HP = {"distill_alpha": 0.5, "distill_temperature": 2.0, "label_smoothing": 0.1}
+@pytest.fixture
+def recipe(script):
+    return script.RECIPES["vit"]  # alpha 0.5, T 2, label smoothing 0.1
 
 
-def test_distillation_loss_without_teacher_weight_is_the_smoothed_cross_entropy(script):
+def test_distillation_loss_without_teacher_weight_is_the_smoothed_cross_entropy(script, recipe):
     logits, labels, teacher = torch.randn(6, 10), torch.arange(6), torch.randn(6, 10)
-    loss = script.distillation_loss(logits, labels, teacher, {**HP, "distill_alpha": 0.0})
+    loss = script.distillation_loss(logits, labels, teacher, script.dataclasses.replace(recipe, distill_alpha=0.0))
     expected = nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)
     torch.testing.assert_close(loss, expected)
 
 
-def test_distillation_loss_is_half_the_cross_entropy_when_student_equals_teacher(script):
+def test_distillation_loss_is_half_the_cross_entropy_when_student_equals_teacher(script, recipe):
     logits, labels = torch.randn(6, 10), torch.arange(6)
-    loss = script.distillation_loss(logits, labels, logits.clone(), HP)
+    loss = script.distillation_loss(logits, labels, logits.clone(), recipe)
     expected = 0.5 * nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)
     torch.testing.assert_close(loss, expected)
 
 
-def test_distillation_loss_pulls_the_student_towards_the_teacher(script):
+def test_distillation_loss_pulls_the_student_towards_the_teacher(script, recipe):
     labels = torch.zeros(4, dtype=torch.long)
     teacher = torch.tensor([[0.0, 5.0, 0.0]]).repeat(4, 1)  # the teacher says class 1
     student = torch.zeros(4, 3, requires_grad=True)
-    hp = {**HP, "distill_alpha": 1.0}
-    script.distillation_loss(student, labels, teacher, hp).backward()
+    script.distillation_loss(student, labels, teacher, script.dataclasses.replace(recipe, distill_alpha=1.0)).backward()
     assert (student.grad[:, 1] < 0).all(), "a gradient step should raise the teacher's class"
     assert (student.grad[:, [0, 2]] > 0).all()
 
@@ -112,6 +114,10 @@ def test_recorded_command_leaves_out_the_output_folder(script, monkeypatch):
     (["--model", "vit", "--teacher", "/nonexistent"], "--teacher /nonexistent has no config.json"),
     (["--out-dir", str(DATA_DIR / "models")], "holds the shipped models: pass --ship"),
     (["--ship", "--out-dir", "/tmp/x"], "--ship writes into data/models"),
+    (["--max-steps", "0"], "--max-steps must be at least 1, got 0"),
+    (["--warmup-epochs", "-1"], "--warmup-epochs must be in"),
+    (["--model", "vit", "--distill-alpha", "2"], "--distill-alpha must be in"),
+    (["--model", "vit", "--augment", "shift_flip"], "distillation supports --augment flip or none"),
 ])
 def test_bad_arguments_stop_before_any_data_is_read(script, monkeypatch, capsys, argv, match):
     def no_data(*args, **kwargs):
@@ -207,3 +213,92 @@ def test_non_finite_weights_are_never_written(script, tmp_path):
     with pytest.raises(script.TrainingDiverged, match="non-finite weights"):
         script.write_model_dir("cnn", model, tmp_path / "cnn-fashion", {})
     assert not (tmp_path / "cnn-fashion").exists()
+
+
+# ---------------------------------------------------------------------------
+# One training path: the script is vit_course.train.fit plus a recipe, and measures with train.predict
+
+
+@pytest.mark.parametrize("kind", ["cnn", "vit"])
+def test_the_scripts_measurements_reproduce_the_shipped_models_recorded_figures(script, kind):
+    """What metrics.json recorded (official 10k test split, shipped test and val subsets),
+    measured again by the script's own evaluation (vit_course.train.predict)."""
+    from transformers import AutoModelForImageClassification
+
+    from vit_course import cnn
+    from vit_course.data import load_fashion_mnist
+
+    folder = DATA_DIR / "models" / script.OUT_NAMES[kind]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    model = cnn.load(folder) if kind == "cnn" else AutoModelForImageClassification.from_pretrained(folder)
+    channels = script.RECIPES[kind].channels
+    assert channels == metrics["hyperparameters"]["input_channels"]
+    _, correct = script.measure(model, *load_fashion_mnist("test", source="full"), channels)
+    assert correct == metrics["test_correct"], f"{correct} of 10000 correct, metrics.json says {metrics['test_correct']}"
+    _, correct = script.measure(model, *load_fashion_mnist("test"), channels)
+    assert correct == metrics["test_subset_correct"]
+    accuracy, _ = script.measure(model, *load_fashion_mnist("val"), channels)
+    assert accuracy == metrics["val_subset_accuracy"]
+
+
+@pytest.mark.parametrize("kind", ["cnn", "vit"])
+def test_the_shipped_recipe_is_the_one_metrics_json_records(script, kind):
+    """The recipe the script would train with, field by field, against the shipped model's record."""
+    recorded = json.loads((DATA_DIR / "models" / script.OUT_NAMES[kind] / "metrics.json").read_text())["hyperparameters"]
+    recipe = script.dataclasses.asdict(script.RECIPES[kind])
+    recipe.pop("clip_grad_norm")
+    assert recorded["grad_clip"] == script.RECIPES[kind].clip_grad_norm
+    assert {k: recorded[k] for k in recipe} == recipe
+    assert recorded["augmentation"] == repr(script.AUGMENTATIONS[recipe["augment"]])
+
+
+def test_the_script_trains_with_fit_and_transformers_schedule(script, fake_full_fashion, tmp_path, monkeypatch):
+    from transformers import get_cosine_schedule_with_warmup
+
+    calls = []
+    real_fit = script.fit
+
+    def recording_fit(model, loader, **kwargs):
+        lrs = []
+        callback = lambda step, loss: lrs.append(kwargs["optimizer"].param_groups[0]["lr"])  # noqa: E731
+        calls.append((kwargs, lrs, len(loader)))
+        return real_fit(model, loader, callback=callback, **kwargs)
+
+    monkeypatch.setattr(script, "fit", recording_fit)
+    assert script.main([*TINY_RUN, "--epochs", "2", "--no-save"]) == 0
+    (kwargs, lrs, steps_per_epoch), = calls
+    assert kwargs["clip_grad_norm"] == 1.0 and kwargs["epochs"] == 2 and kwargs["val_loader"] is not None
+    optimizer = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=2e-3)
+    expected = get_cosine_schedule_with_warmup(optimizer, steps_per_epoch, 2 * steps_per_epoch)
+    want = []
+    for _ in range(2 * steps_per_epoch):  # the lr after each step, as fit's callback sees it
+        optimizer.step()
+        expected.step()
+        want.append(optimizer.param_groups[0]["lr"])
+    assert lrs == want
+
+
+def test_a_rerun_reproduces_the_recorded_first_losses_step_by_step(script, fake_full_fashion, tmp_path):
+    """The script records the loss of its first steps in metrics.json; the same command,
+    stopped early with --max-steps (same schedule), gives them again, bit for bit."""
+    out = tmp_path / "runs"
+    assert script.main([*TINY_RUN, "--out-dir", str(out)]) == 0
+    recorded = json.loads((out / "cnn-fashion" / "metrics.json").read_text())
+    assert len(recorded["first_losses"]) == 8  # 256 images in batches of 32
+    again = tmp_path / "again"
+    assert script.main([*TINY_RUN, "--max-steps", "5", "--out-dir", str(again)]) == 0
+    rerun = json.loads((again / "cnn-fashion" / "metrics.json").read_text())
+    assert rerun["first_losses"] == recorded["first_losses"][:5]
+
+
+def test_a_distilled_vit_run_writes_a_model_transformers_loads(script, fake_full_fashion, tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    out = tmp_path / "runs"
+    tiny_vit = ["--model", "vit", "--hidden-size", "16", "--num-layers", "1", "--num-heads", "2"]
+    assert script.main([*tiny_vit, *TINY_RUN[2:], "--out-dir", str(out)]) == 0
+    folder = out / "vit-tiny-fashion"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["hyperparameters"]["distill_alpha"] == 0.5 and "teacher" in metrics["hyperparameters"]
+    model = AutoModelForImageClassification.from_pretrained(folder)
+    assert model.config.hidden_size == 16 and model.config.num_labels == 10
