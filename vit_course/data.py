@@ -359,14 +359,6 @@ def fashion_loader(split: str, batch_size: int = 128, *, source: str = "subset",
     return make_loader(images, labels, batch_size, train=train, **kwargs)
 
 
-def mnist_loader(split: str, batch_size: int = 128, *, train: bool | None = None, **kwargs) -> DataLoader:
-    """`make_loader` over the MNIST digits subset, normalised with MNIST's mean and std."""
-    images, labels = load_mnist(split)
-    train = split == "train" if train is None else train
-    kwargs = {"mean": MNIST_MEAN, "std": MNIST_STD, **kwargs}
-    return make_loader(images, labels, batch_size, train=train, **kwargs)
-
-
 # ---------------------------------------------------------------------------
 # Photos and class names
 

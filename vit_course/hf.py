@@ -19,6 +19,7 @@ import torch
 
 from .attention import split_qkv_state_dict
 from .config import ViTConfig
+from .state_dict import check_state_dict
 
 LEGACY, CURRENT = "legacy", "current"
 
@@ -67,30 +68,40 @@ def detect_layout(hf_keys) -> tuple[str, str]:
     return scheme, prefix
 
 
-def check_state_dict(expected: dict, given: dict, source: str = "state dict") -> None:
-    """Raise a ValueError naming every missing, unexpected or misshaped key."""
-    missing = [k for k in expected if k not in given]
-    unexpected = [k for k in given if k not in expected]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected)}")
-    for key in expected:
-        if key in given and tuple(given[key].shape) != tuple(expected[key].shape):
-            problems.append(
-                f"key {key} has shape {tuple(given[key].shape)}, expected {tuple(expected[key].shape)}"
-            )
-    if problems:
-        raise ValueError(f"{source} does not fit the model: " + "; ".join(problems))
+def our_name(key: str, scheme: str, backbone_prefix: str) -> str:
+    """HF's parameter name -> ours, the inverse of `hf_name`; a key the table lacks is a ValueError."""
+    if key.startswith(f"{HEAD_NAME[1]}."):
+        return HEAD_NAME[0] + key[len(HEAD_NAME[1]):]
+    rest = key.removeprefix(backbone_prefix)
+    layer = LAYER_PREFIX[scheme].partition("{}")[0]  # "encoder.layer." or "layers."
+    if rest.startswith(layer):
+        index, _, sub = rest[len(layer):].partition(".")
+        module, _, leaf = sub.rpartition(".")
+        ours = {names[0 if scheme == LEGACY else 1]: name for name, names in LAYER_NAMES.items()}
+        if module in ours:
+            return f"blocks.{index}.{ours[module]}.{leaf}"
+    for ours, theirs in TOP_NAMES.items():
+        if rest == theirs or rest.startswith(theirs + "."):
+            return ours + rest[len(theirs):]
+    raise ValueError(f"no name in vit_course for the HF ViT parameter {key!r}")
+
+
+def _reference_state_dict(config: ViTConfig) -> dict:
+    """HF's own ViT for `config`, on the meta device: its parameter names and shapes."""
+    import transformers
+
+    with torch.device("meta"):
+        if config.num_labels:
+            return transformers.ViTForImageClassification(config.to_hf()).state_dict()
+        return transformers.ViTModel(config.to_hf(), add_pooling_layer=False).state_dict()
 
 
 def from_hf_state_dict(hf_state_dict: dict, config: ViTConfig, source: str = "HF state dict") -> dict:
-    """An HF ViT state dict (either naming scheme) -> ours, checked key by key and shape by shape."""
-    from .vit import VisionTransformer
-
-    with torch.device("meta"):
-        expected = VisionTransformer(config).state_dict()  # names and shapes, no memory
+    """An HF ViT state dict (either naming scheme) -> ours, checked key by key and shape by shape
+    against HF's own model of `config`."""
+    reference = _reference_state_dict(config)
+    layout = detect_layout(reference)
+    expected = {our_name(k, *layout): v for k, v in reference.items()}  # ours -> meta tensor
     scheme, prefix = detect_layout(hf_state_dict)
     given = {k: v for k, v in hf_state_dict.items() if k.removeprefix(prefix) not in POOLER_KEYS}
     table = {ours: hf_name(ours, scheme, prefix) for ours in expected}  # ours -> HF

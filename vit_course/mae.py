@@ -24,7 +24,8 @@ from torch import nn
 
 from .block import TransformerBlock
 from .config import ViTConfig, to_2tuple
-from .hf import LAYER_NAMES, LEGACY, check_state_dict, detect_layout
+from .hf import LAYER_NAMES, LEGACY, detect_layout
+from .state_dict import check_state_dict
 from .patches import PatchEmbedding, check_images
 from .position import sincos_2d
 

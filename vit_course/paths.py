@@ -18,7 +18,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
@@ -32,14 +34,17 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb"):
-    """Open a temporary file next to `path`; it replaces `path` only if the block succeeds."""
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file next to `path`; it replaces `path` only if the block succeeds.
+
+    Text modes write UTF-8, whatever the platform's default.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file a normal file's mode
     try:
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -50,8 +55,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
         raise
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` as UTF-8 through `atomic_write`: never half a file."""
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
 @contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike):
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder next to `path`; it replaces `path` only if the block succeeds.
 
     The temporary folder is named `.<name>.<random>.tmp`: `remove_stale_temporaries`
@@ -98,7 +109,7 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike):
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock on `<path>.lock` (POSIX `flock`): one writer at a time.
 
     The lock goes with the process: a killed holder never leaves it locked.
@@ -148,7 +159,7 @@ def _require_file(path: Path, fix: str) -> None:
         raise ValueError(f"{path} is empty (0 bytes). Fix: {fix}")
 
 
-def read_json(path: str | os.PathLike, fix: str):
+def read_json(path: str | os.PathLike, fix: str) -> Any:
     """The parsed JSON in `path`; a missing, empty or broken file names itself and `fix`."""
     path = Path(path)
     _require_file(path, fix)

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from .block import activation
 from .config import to_2tuple
 from .patches import check_images
+from .state_dict import check_state_dict
 
 MASK_VALUE = -100.0  # HF's and the paper's: large enough that softmax gives ~0 weight
 
@@ -372,7 +373,6 @@ class SwinTransformer(nn.Module):
     def to_hf(self):
         """`SwinForImageClassification` with a head, else `SwinModel`; the same weights, in eval mode."""
         import transformers
-        from .hf import check_state_dict
 
         if self.config.num_labels:
             hf_model = transformers.SwinForImageClassification(self.config.to_hf(self.config.num_labels))
@@ -413,8 +413,6 @@ def hf_name(key: str, prefix: str = "") -> str:
 
 def from_hf_state_dict(hf_state_dict: dict, model: SwinTransformer) -> dict:
     """HF's Swin state dict (in-memory names) -> ours, every key and shape checked."""
-    from .hf import check_state_dict
-
     prefix = "swin." if any(k.startswith("swin.") for k in hf_state_dict) else ""
     given = {k: v for k, v in hf_state_dict.items() if not k.endswith("relative_position_index")}
     table = {ours: hf_name(ours, prefix) for ours in model.state_dict()}

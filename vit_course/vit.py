@@ -20,6 +20,7 @@ from .attention import fuse_qkv_state_dict, split_qkv_state_dict
 from .block import TransformerBlock
 from .config import ViTConfig, to_2tuple
 from .patches import PatchEmbedding, check_images
+from .state_dict import check_state_dict
 from . import position
 
 
@@ -117,8 +118,6 @@ class VisionTransformer(nn.Module):
         else:
             state_dict = split_qkv_state_dict(state_dict)  # a no-op on the teaching layout
         if strict:
-            from .hf import check_state_dict
-
             check_state_dict(self.state_dict(), state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
