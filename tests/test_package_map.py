@@ -1,0 +1,92 @@
+"""The package's shape, read from its source: no import cycles, typed public functions, and
+a map from each module to the notebooks that use it.
+
+Everything here parses files with `ast`; nothing is imported, so a cycle is found even
+where Python would tolerate it (an import inside a function).
+"""
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "vit_course"
+NOTEBOOKS = REPO / "notebooks" / "solutions"
+
+
+def _modules() -> dict[str, tuple[Path, bool]]:
+    """Dotted name -> (file, is a package's __init__)."""
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        modules[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    return modules
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, at the top or inside a function."""
+    modules = _modules()
+    graph = {}
+    for name, (path, is_package) in modules.items():
+        package = name if is_package else name.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # from . import x, from ..paths import y
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                submodules = {f"{module}.{alias.name}" for alias in node.names} & modules.keys()
+                targets.update(submodules)
+                if len(submodules) < len(node.names):  # a name from the module itself
+                    targets.add(module)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None (depth-first search)."""
+    state = {}  # name -> "open" while on the path, "done" after
+
+    def visit(name, path):
+        state[name] = "open"
+        for target in sorted(graph[name]):
+            if state.get(target) == "open":
+                return path[path.index(target):] + [target]
+            if target not in state:
+                cycle = visit(target, path + [target])
+                if cycle:
+                    return cycle
+        state[name] = "done"
+        return None
+
+    for name in sorted(graph):
+        if name not in state:
+            cycle = visit(name, [name])
+            if cycle:
+                return cycle
+    return None
+
+
+def test_find_cycle_finds_a_planted_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_import_graph_sees_imports_inside_functions():
+    graph = import_graph()
+    assert "vit_course.hf" in graph["vit_course.vit"], "VisionTransformer.from_hf imports vit_course.hf lazily"
+    assert "vit_course.state_dict" in graph["vit_course.hf"]
+
+
+def test_no_two_modules_of_the_package_import_each_other():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, f"import cycle in the package: {' -> '.join(cycle)}"
