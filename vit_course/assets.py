@@ -101,9 +101,10 @@ def _glob_check(folder: Path, pattern: str, at_least: int = 1, verify=None) -> C
 
 def _verify_file(path: Path) -> None:
     """Read one shipped file the way the course reads it: weights, arrays, JSON, images."""
-    from vit_course.paths import read_json, read_safetensors
+    from vit_course.paths import read_json, read_safetensors, verify_shipped
 
     fix = "git checkout -- " + str(path.parent)
+    verify_shipped(path)  # size and SHA-256 as recorded in data/MANIFEST.json
     if path.suffix == ".safetensors":
         read_safetensors(path, fix)
     elif path.suffix == ".json":

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vit_course.paths import DATA_DIR, read_json
+from vit_course.paths import DATA_DIR, read_json, verify_shipped
 from vit_course.validation import integer, number
 
 FASHION_MNIST_LABELS = (
@@ -82,8 +82,10 @@ def fashion_mnist_dirs() -> list[Path]:
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one idx file (`.gz` or not): the format of the original MNIST files.
 
-    A truncated, padded or foreign file is a ValueError naming it.
+    A truncated, padded or foreign file, or a shipped one that differs from its record in
+    data/MANIFEST.json, is a ValueError naming it.
     """
+    verify_shipped(path)
     opener = gzip.open if str(path).endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
@@ -145,6 +147,7 @@ def _load_npz(folder: str, split: str, splits: tuple[str, ...]) -> dict[str, np.
             "`python scripts/make_data.py` (needs the full dataset; " + HOW_TO_GET_FASHION_MNIST + ")",
         )
     fix = "check out data/ again (`git checkout -- data/`) or rebuild it with `python scripts/make_data.py`"
+    verify_shipped(path)
     try:
         with np.load(path) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -183,6 +186,7 @@ def fashion_mnist_indices(split: str) -> np.ndarray:
         path = DATA_DIR / "fashion_mnist" / "heldout.npz"
         if not path.is_file():
             raise _missing("Fashion-MNIST held-out indices", [path], "Rebuild with `python scripts/make_data.py`.")
+        verify_shipped(path)
         with np.load(path) as npz:
             return npz["indices"]
     return _load_npz("fashion_mnist", split, ("train", "val", "test"))["indices"]
@@ -384,6 +388,7 @@ def load_photo(name: str):
     path = DATA_DIR / "photos" / photos[name]["file"]
     if not path.is_file():
         raise _missing(f"photo {name!r}", [path], "Rebuild with `python scripts/make_data.py`.")
+    verify_shipped(path)
     try:
         with Image.open(path) as image:
             image.load()

@@ -23,8 +23,8 @@ from torch.nn import functional as F
 from .block import TransformerBlock
 from .config import ViTConfig, to_2tuple
 from .hf import LAYER_NAMES, LAYER_PREFIX, LEGACY, detect_layout
-from .state_dict import check_state_dict
 from .patches import PatchEmbedding, check_images
+from .state_dict import check_state_dict
 from . import position
 
 # ours -> HF, outside the blocks

@@ -19,6 +19,7 @@ import torch
 
 from .attention import split_qkv_state_dict
 from .config import ViTConfig
+from .paths import read_safetensors, verify_shipped
 from .state_dict import check_state_dict
 
 LEGACY, CURRENT = "legacy", "current"
@@ -116,8 +117,6 @@ def read_checkpoint(directory: str | Path) -> dict:
     single, index = directory / "model.safetensors", directory / "model.safetensors.index.json"
     legacy = directory / "pytorch_model.bin"
     if single.exists():
-        from .paths import read_safetensors
-
         return read_safetensors(single, f"write {directory} again with save_pretrained "
                                         "(a shipped model: `git checkout -- data/models`)")
     if index.exists():
@@ -140,6 +139,7 @@ def load_hf(source) -> tuple[ViTConfig, dict]:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
+            verify_shipped(path)  # a shipped model: every file as recorded in data/MANIFEST.json
             hf_config = transformers.ViTConfig.from_pretrained(path)
             hf_state_dict, name = read_checkpoint(path), str(path)
         else:

@@ -25,9 +25,10 @@ from torch import nn
 from .block import TransformerBlock
 from .config import ViTConfig, to_2tuple
 from .hf import LAYER_NAMES, LEGACY, detect_layout
-from .state_dict import check_state_dict
 from .patches import PatchEmbedding, check_images
+from .paths import verify_shipped
 from .position import sincos_2d
+from .state_dict import check_state_dict
 
 
 @dataclass
@@ -251,6 +252,7 @@ class MaskedAutoencoder(nn.Module):
         import transformers
 
         if isinstance(source, (str, Path)):
+            verify_shipped(source)  # a shipped model: every file as recorded in data/MANIFEST.json
             source = transformers.ViTMAEForPreTraining.from_pretrained(source)
         if not isinstance(source, transformers.ViTMAEForPreTraining):
             raise ValueError(f"expected a transformers ViTMAEForPreTraining or its directory, got {type(source).__name__}")

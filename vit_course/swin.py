@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from .block import activation
 from .config import to_2tuple
 from .patches import check_images
+from .paths import verify_shipped
 from .state_dict import check_state_dict
 
 MASK_VALUE = -100.0  # HF's and the paper's: large enough that softmax gives ~0 weight
@@ -355,6 +356,7 @@ class SwinTransformer(nn.Module):
         import transformers
 
         if isinstance(source, (str, Path)):
+            verify_shipped(source)  # a shipped model: every file as recorded in data/MANIFEST.json
             config = transformers.AutoConfig.from_pretrained(source)
             is_classifier = any(a.endswith("ForImageClassification") for a in (config.architectures or []))
             kind = transformers.SwinForImageClassification if is_classifier else transformers.SwinModel
