@@ -90,3 +90,47 @@ def test_import_graph_sees_imports_inside_functions():
 def test_no_two_modules_of_the_package_import_each_other():
     cycle = find_cycle(import_graph())
     assert cycle is None, f"import cycle in the package: {' -> '.join(cycle)}"
+
+
+# Modules whose public functions still lack hints; each is being changed on another branch
+NOT_YET_TYPED = {"vit_course.bench", "vit_course.train"} | {
+    name for name in _modules() if name.startswith("vit_course.checks.")
+}
+
+
+def untyped_functions(path: Path) -> list[str]:
+    """Public functions and methods of a file with an argument or the return left unannotated."""
+    found = []
+
+    def visit(body, prefix=""):
+        for node in body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                visit(node.body, f"{node.name}.")
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+                args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+                if args and args[0].arg in ("self", "cls") and prefix:
+                    args = args[1:]
+                args += [a for a in (node.args.vararg, node.args.kwarg) if a is not None]
+                bare = [a.arg for a in args if a.annotation is None]
+                if node.returns is None and node.name != "__init__":
+                    bare.append("return")
+                if bare:
+                    found.append(f"{prefix}{node.name} ({', '.join(bare)})")
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    return found
+
+
+def test_untyped_functions_sees_a_missing_hint(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("def f(x: int, y) -> int: ...\ndef g(x: int): ...\ndef _private(x): ...\n"
+                      "class A:\n    def m(self, x: int) -> None: ...\n")
+    assert untyped_functions(source) == ["f (y)", "g (return)"]
+
+
+def test_public_functions_of_every_module_have_type_hints():
+    missing = {name: untyped_functions(path) for name, (path, _) in _modules().items()
+               if name not in NOT_YET_TYPED}
+    missing = {name: found for name, found in missing.items() if found}
+    assert not missing, "public functions without type hints: " + "; ".join(
+        f"{name}: {', '.join(found)}" for name, found in sorted(missing.items()))

@@ -20,7 +20,9 @@ from __future__ import annotations
 import gzip
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +30,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from vit_course.paths import DATA_DIR, read_json, verify_shipped
 from vit_course.validation import integer, number
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 FASHION_MNIST_LABELS = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -229,7 +234,7 @@ def to_model_input(
     return x[0] if single else x
 
 
-def check_gray_images(images, allow_single: bool = False) -> None:
+def check_gray_images(images: Any, allow_single: bool = False) -> None:
     """Raise a ValueError unless `images` is a uint8 tensor `(N, H, W)` (or `(H, W)`)."""
     shapes = "(N, H, W) or one (H, W)" if allow_single else "(N, H, W)"
     if not isinstance(images, torch.Tensor):
@@ -252,7 +257,7 @@ def check_gray_images(images, allow_single: bool = False) -> None:
         )
 
 
-def check_preprocessing(mean, std, channels, size) -> None:
+def check_preprocessing(mean: float | None, std: float | None, channels: int, size: int | None) -> None:
     """Raise a ValueError unless the preprocessing arguments make sense."""
     if mean is not None:
         number(mean, "mean")
@@ -321,7 +326,7 @@ def make_loader(
     batch_size: int = 128,
     *,
     train: bool = False,
-    augment=None,
+    augment: bool | Callable[[torch.Tensor], torch.Tensor] | None = None,
     normalize: bool = True,
     mean: float = FASHION_MNIST_MEAN,
     std: float = FASHION_MNIST_STD,
@@ -356,7 +361,7 @@ def make_loader(
 
 
 def fashion_loader(split: str, batch_size: int = 128, *, source: str = "subset",
-                   train: bool | None = None, **kwargs) -> DataLoader:
+                   train: bool | None = None, **kwargs: Any) -> DataLoader:
     """`make_loader` over a Fashion-MNIST split; `train` defaults to `split == "train"`."""
     images, labels = load_fashion_mnist(split, source)
     train = split == "train" if train is None else train
@@ -378,7 +383,7 @@ def list_photos() -> list[dict]:
     return _read_json("photos/photos.json")
 
 
-def load_photo(name: str):
+def load_photo(name: str) -> Image.Image:
     """A shipped photo as a `PIL.Image` ("RGB", or "L" for the grayscale camera), e.g. "chelsea"."""
     from PIL import Image
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -26,6 +27,9 @@ from .hf import LAYER_NAMES, LAYER_PREFIX, LEGACY, detect_layout
 from .patches import PatchEmbedding, check_images
 from .state_dict import check_state_dict
 from . import position
+
+if TYPE_CHECKING:
+    import transformers
 
 # ours -> HF, outside the blocks
 TOP_NAMES = {
@@ -97,7 +101,7 @@ class DeiT(nn.Module):
         return (cls_logits + dist_logits) / 2
 
     @classmethod
-    def from_hf(cls, source) -> "DeiT":
+    def from_hf(cls, source: str | Path | transformers.PreTrainedModel) -> "DeiT":
         """From a `transformers.DeiTForImageClassificationWithTeacher` or its
         `save_pretrained` directory."""
         import transformers
@@ -113,7 +117,7 @@ class DeiT(nn.Module):
         model.load_state_dict(from_hf_state_dict(source.state_dict(), model))
         return model.eval()
 
-    def to_hf(self):
+    def to_hf(self) -> transformers.DeiTForImageClassificationWithTeacher:
         """A `transformers.DeiTForImageClassificationWithTeacher` with the same weights, in eval mode."""
         import transformers
 
@@ -162,7 +166,7 @@ def from_hf_state_dict(hf_state_dict: dict, model: DeiT) -> dict:
 _SHARED = [f.name for f in fields(ViTConfig) if f.name not in ("num_labels", "id2label", "attn_implementation")]
 
 
-def config_from_hf(hf_config) -> ViTConfig:
+def config_from_hf(hf_config: transformers.DeiTConfig) -> ViTConfig:
     """A `transformers.DeiTConfig` -> our `ViTConfig` (DeiT keeps ViT's hyperparameters)."""
     if getattr(hf_config, "model_type", None) != "deit":
         raise ValueError(f"expected a DeiT config (model_type 'deit'), got model_type {getattr(hf_config, 'model_type', None)!r}")
@@ -170,7 +174,7 @@ def config_from_hf(hf_config) -> ViTConfig:
     return ViTConfig(**kwargs, num_labels=hf_config.num_labels, id2label=dict(hf_config.id2label))
 
 
-def config_to_hf(config: ViTConfig):
+def config_to_hf(config: ViTConfig) -> transformers.DeiTConfig:
     """Our `ViTConfig` -> a `transformers.DeiTConfig`."""
     import transformers
 

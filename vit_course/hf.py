@@ -13,7 +13,9 @@ and a mismatch names the key.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,6 +23,9 @@ from .attention import split_qkv_state_dict
 from .config import ViTConfig
 from .paths import read_safetensors, verify_shipped
 from .state_dict import check_state_dict
+
+if TYPE_CHECKING:
+    import transformers
 
 LEGACY, CURRENT = "legacy", "current"
 
@@ -61,7 +66,7 @@ def hf_name(key: str, scheme: str, backbone_prefix: str) -> str:
     return backbone_prefix + f"{TOP_NAMES[module]}.{leaf}"
 
 
-def detect_layout(hf_keys) -> tuple[str, str]:
+def detect_layout(hf_keys: Iterable[str]) -> tuple[str, str]:
     """(scheme, backbone prefix) of an HF state dict's keys."""
     keys = list(hf_keys)
     prefix = "vit." if any(k.startswith("vit.") for k in keys) else ""
@@ -131,7 +136,7 @@ def read_checkpoint(directory: str | Path) -> dict:
     )
 
 
-def load_hf(source) -> tuple[ViTConfig, dict]:
+def load_hf(source: str | Path | transformers.PreTrainedModel) -> tuple[ViTConfig, dict]:
     """(our config, our state dict) from an HF model instance, a `save_pretrained`
     directory, or a hub id (online only)."""
     import transformers
@@ -173,7 +178,7 @@ def _download(repo_id: str) -> str:
         ) from error
 
 
-def to_hf(model):
+def to_hf(model: torch.nn.Module) -> transformers.ViTModel | transformers.ViTForImageClassification:
     """An HF model with our model's weights, in HF's in-memory naming, in eval mode."""
     import transformers
 

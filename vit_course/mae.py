@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import nn
@@ -29,6 +29,9 @@ from .patches import PatchEmbedding, check_images
 from .paths import verify_shipped
 from .position import sincos_2d
 from .state_dict import check_state_dict
+
+if TYPE_CHECKING:
+    import transformers
 
 
 @dataclass
@@ -69,13 +72,13 @@ class MAEConfig(ViTConfig):
         )
 
     @classmethod
-    def from_hf(cls, hf_config) -> "MAEConfig":
+    def from_hf(cls, hf_config: transformers.ViTMAEConfig) -> "MAEConfig":
         if getattr(hf_config, "model_type", None) != "vit_mae":
             raise ValueError(f"expected a ViTMAE config (model_type 'vit_mae'), got {getattr(hf_config, 'model_type', None)!r}")
         names = [f.name for f in fields(cls) if f.name not in ("num_labels", "id2label", "attn_implementation")]
         return cls(**{n: getattr(hf_config, n) for n in names})
 
-    def to_hf(self):
+    def to_hf(self) -> transformers.ViTMAEConfig:
         import transformers
 
         skip = ("num_labels", "id2label", "attn_implementation")
@@ -247,7 +250,7 @@ class MaskedAutoencoder(nn.Module):
         return self.forward_encoder(pixel_values, mask_ratio=0.0)[0]
 
     @classmethod
-    def from_hf(cls, source) -> "MaskedAutoencoder":
+    def from_hf(cls, source: str | Path | transformers.ViTMAEForPreTraining) -> "MaskedAutoencoder":
         """From a `transformers.ViTMAEForPreTraining` or its `save_pretrained` directory."""
         import transformers
 
@@ -260,7 +263,7 @@ class MaskedAutoencoder(nn.Module):
         model.load_state_dict(from_hf_state_dict(source.state_dict(), model))
         return model.eval()
 
-    def to_hf(self):
+    def to_hf(self) -> transformers.ViTMAEForPreTraining:
         """A `transformers.ViTMAEForPreTraining` with the same weights, in eval mode."""
         import transformers
 

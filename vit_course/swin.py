@@ -20,6 +20,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -30,6 +31,9 @@ from .config import to_2tuple
 from .patches import check_images
 from .paths import verify_shipped
 from .state_dict import check_state_dict
+
+if TYPE_CHECKING:
+    import transformers
 
 MASK_VALUE = -100.0  # HF's and the paper's: large enough that softmax gives ~0 weight
 
@@ -78,13 +82,13 @@ class SwinConfig:
         return self.embed_dim * 2 ** (len(self.depths) - 1)
 
     @classmethod
-    def from_hf(cls, hf_config) -> "SwinConfig":
+    def from_hf(cls, hf_config: transformers.SwinConfig) -> "SwinConfig":
         if getattr(hf_config, "model_type", None) != "swin":
             raise ValueError(f"expected a Swin config (model_type 'swin'), got model_type {getattr(hf_config, 'model_type', None)!r}")
         names = [n for n in cls.__dataclass_fields__ if n != "num_labels"]
         return cls(**{n: getattr(hf_config, n) for n in names}, num_labels=0)
 
-    def to_hf(self, num_labels: int = 0):
+    def to_hf(self, num_labels: int = 0) -> transformers.SwinConfig:
         import transformers
 
         kwargs = {k: v for k, v in asdict(self).items() if k != "num_labels"}
@@ -351,7 +355,7 @@ class SwinTransformer(nn.Module):
         return self.head(self.forward_features(pixel_values).mean(dim=1))
 
     @classmethod
-    def from_hf(cls, source) -> "SwinTransformer":
+    def from_hf(cls, source: str | Path | transformers.PreTrainedModel) -> "SwinTransformer":
         """From a `transformers.SwinModel` or `SwinForImageClassification`, or its `save_pretrained` directory."""
         import transformers
 
@@ -372,7 +376,7 @@ class SwinTransformer(nn.Module):
         model.load_state_dict(from_hf_state_dict(source.state_dict(), model))
         return model.eval()
 
-    def to_hf(self):
+    def to_hf(self) -> transformers.PreTrainedModel:
         """`SwinForImageClassification` with a head, else `SwinModel`; the same weights, in eval mode."""
         import transformers
 

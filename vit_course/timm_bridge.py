@@ -73,7 +73,7 @@ def _unsupported(model) -> list[str]:
     return problems
 
 
-def config_from_timm(model) -> ViTConfig:
+def config_from_timm(model: nn.Module) -> ViTConfig:
     """The `ViTConfig` of a timm `VisionTransformer`, read from its modules."""
     timm = _import_timm()
     if not isinstance(model, timm.models.vision_transformer.VisionTransformer):
@@ -133,7 +133,7 @@ def from_timm_state_dict(timm_state_dict: dict, model: nn.Module) -> dict:
     return ours
 
 
-def from_timm(model, cls: type[nn.Module]) -> nn.Module:
+def from_timm(model: nn.Module, cls: type[nn.Module]) -> nn.Module:
     """A `cls` (`VisionTransformer`) with the weights of a timm `VisionTransformer`, in eval mode."""
     config = config_from_timm(model)
     ours = cls(config)
@@ -141,7 +141,7 @@ def from_timm(model, cls: type[nn.Module]) -> nn.Module:
     return ours.eval()
 
 
-def to_timm(model):
+def to_timm(model: nn.Module) -> nn.Module:
     """A timm `VisionTransformer` with our model's weights, in eval mode."""
     timm = _import_timm()
     config = model.config

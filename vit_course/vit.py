@@ -13,6 +13,10 @@ from HF with `from_hf` and `to_hf` (see `vit_course.hf`), and to and from timm w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
 
@@ -22,6 +26,9 @@ from .config import ViTConfig, to_2tuple
 from .patches import PatchEmbedding, check_images
 from .state_dict import check_state_dict
 from . import position
+
+if TYPE_CHECKING:
+    import transformers
 
 
 class VisionTransformer(nn.Module):
@@ -110,7 +117,7 @@ class VisionTransformer(nn.Module):
             maps.append(weights)
         return maps
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False) -> Any:
         """As `nn.Module.load_state_dict`, but a missing, unexpected or misshaped key is a
         ValueError that names it."""
         if self.config.attn_implementation == "fast":
@@ -122,7 +129,8 @@ class VisionTransformer(nn.Module):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @classmethod
-    def from_hf(cls, source, attn_implementation: str = "eager") -> "VisionTransformer":
+    def from_hf(cls, source: str | Path | transformers.PreTrainedModel,
+                attn_implementation: str = "eager") -> "VisionTransformer":
         """From a transformers `ViTModel`/`ViTForImageClassification`, a `save_pretrained`
         directory, or (online) a hub id such as "google/vit-base-patch16-224".
         `attn_implementation="fast"` gives the fast path with the same weights."""
@@ -135,7 +143,7 @@ class VisionTransformer(nn.Module):
         model.load_state_dict(state_dict)
         return model.eval()
 
-    def to_hf(self):
+    def to_hf(self) -> transformers.ViTModel | transformers.ViTForImageClassification:
         """An HF model with the same weights: `ViTForImageClassification` when the model has
         a head, else `ViTModel` without pooler. In eval mode."""
         from .hf import to_hf
@@ -144,14 +152,14 @@ class VisionTransformer(nn.Module):
 
 
     @classmethod
-    def from_timm(cls, model) -> "VisionTransformer":
+    def from_timm(cls, model: nn.Module) -> "VisionTransformer":
         """From a timm `VisionTransformer` (the fused qkv split, timm's LayerNorm eps kept);
         needs timm (see `vit_course.timm_bridge`)."""
         from .timm_bridge import from_timm
 
         return from_timm(model, cls)
 
-    def to_timm(self):
+    def to_timm(self) -> nn.Module:
         """A timm `VisionTransformer` with equal outputs, in eval mode; needs timm."""
         from .timm_bridge import to_timm
 
