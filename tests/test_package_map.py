@@ -134,3 +134,77 @@ def test_public_functions_of_every_module_have_type_hints():
     missing = {name: found for name, found in missing.items() if found}
     assert not missing, "public functions without type hints: " + "; ".join(
         f"{name}: {', '.join(found)}" for name, found in sorted(missing.items()))
+
+
+def _reexports(package: str) -> dict[str, str]:
+    """Name -> module for what a package's __init__ imports from its modules (`from .vit import X`)."""
+    path, _ = _modules()[package]
+    names = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            for alias in node.names:
+                names[alias.asname or alias.name] = f"{package}.{node.module}"
+    return names
+
+
+def _code(notebook: Path) -> ast.Module:
+    cells = [c for c in json.loads(notebook.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
+    lines = [line for c in cells for line in "".join(c["source"]).splitlines()
+             if not line.lstrip().startswith(("%", "!"))]  # IPython magics
+    return ast.parse("\n".join(lines))
+
+
+def notebook_modules() -> dict[str, set[str]]:
+    """Module -> the numbers ("01", ...) of the solution notebooks that import it or a name from it."""
+    modules = _modules()
+    used = {}
+
+    def use(module, name, number):
+        if f"{module}.{name}" in modules:
+            module = f"{module}.{name}"
+        elif modules.get(module, (None, False))[1]:  # a name a package re-exports
+            module = _reexports(module).get(name, module)
+        used.setdefault(module, set()).add(number)
+
+    for notebook in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        number = notebook.name[:2]
+        for node in ast.walk(_code(notebook)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "vit_course":
+                for alias in node.names:
+                    use(node.module, alias.name, number)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "vit_course":
+                        used.setdefault(alias.name, set()).add(number)
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "vit_course":
+                use("vit_course", node.attr, number)  # vit_course.data.load_photo(...)
+    return used
+
+
+def named_notebooks(docstring: str) -> set[str]:
+    """The notebook numbers a docstring names: "notebook 07", "notebooks 01, 04 and 08", "03-10"."""
+    named = set()
+    for match in re.finditer(r"notebooks? ((?:\d\d)(?:(?:, | and |, and |-|–| to )\d\d)*)", docstring):
+        text = match.group(1)
+        for start, end in re.findall(r"(\d\d)(?:-|–| to )(\d\d)", text):
+            named.update(f"{n:02d}" for n in range(int(start), int(end) + 1))
+        named.update(re.findall(r"\d\d", text))
+    return named
+
+
+def test_named_notebooks_reads_lists_and_ranges():
+    assert named_notebooks("Used by notebooks 01, 04 and 08.") == {"01", "04", "08"}
+    assert named_notebooks("Used by every notebook (notebooks 01-03).") == {"01", "02", "03"}
+    assert named_notebooks("Used by notebook 09; see notebook 10") == {"09", "10"}
+
+
+def test_each_module_docstring_names_the_notebooks_that_use_it():
+    modules = _modules()
+    wrong = []
+    for module, numbers in sorted(notebook_modules().items()):
+        docstring = ast.get_docstring(ast.parse(modules[module][0].read_text(encoding="utf-8"))) or ""
+        unnamed = numbers - named_notebooks(docstring)
+        if unnamed:
+            wrong.append(f"{module} (used by notebooks {', '.join(sorted(numbers))}; "
+                         f"its docstring does not name {', '.join(sorted(unnamed))})")
+    assert not wrong, "module docstrings that do not name their notebooks: " + "; ".join(wrong)

@@ -8,6 +8,8 @@ translation-equivariant filters: the inductive bias a ViT has to learn from data
 
 `save(model, folder)` writes `model.safetensors` and `config.json`; `load(folder)` reads
 them back and names any missing, unexpected or misshaped weight.
+
+Used by notebooks 08 and 09.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ Images come as uint8 tensors `(N, 28, 28)`, labels as int64 `(N,)`. `make_loader
 them into batches of float `(B, C, H, W)` the way a model wants them: in [0, 1],
 optionally normalised, augmented, resized, and replicated to 3 channels for a model
 made for RGB (torchvision's `Grayscale(num_output_channels=3)` does the same).
+
+Used by every notebook (notebooks 01-10).
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ What the graph says (read by `read_config_from_graph`):
   so the converted config sets `use_mask_token=False`
 
 Provenance caveat: see `PROVENANCE`. Mirrors `transformers.Dinov2Model`.
+
+Used by notebooks 02, 05 and 07.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ file (even one written by a newer `save_pretrained`), a layer is
 backbone under `vit.`. The table below is the one place these names live: each of our
 names against its two HF spellings. Loading checks every key before it copies anything,
 and a mismatch names the key.
+
+Used by notebooks 03 and 04.
 """
 
 from __future__ import annotations

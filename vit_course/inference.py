@@ -4,6 +4,8 @@
 step by step (resize, rescale, normalise); `top_k(logits, k, id2label)` turns logits into
 the k most likely labels with their probabilities. Notebook 05 asks learners to write
 both; these are the reference answers its checks compare with.
+
+Used by notebook 05.
 """
 
 from __future__ import annotations

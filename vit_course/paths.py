@@ -15,6 +15,8 @@ reads it (hashed once per process, again only when the file's size or mtime chan
 damaged or replaced shipped file is a ValueError that names it and the command that
 restores it. `vit-course manifest --update` records the files anew after a deliberate
 change (a model retrained and shipped). Used by every notebook through `DATA_DIR`.
+
+Used by notebooks 02, 03, 04, 05, 06, 07, 08, 09 and 10.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Each function draws on an `ax` (made for you when left out) and returns it, so a
 notebook cell can place several plots side by side. Images may be a `PIL.Image`, a
 numpy array (H, W) or (H, W, C), or a torch tensor (C, H, W) or (H, W); see `as_array`.
+
+Used by notebooks 01, 02, 03, 05, 06, 07, 08 and 10.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ ValueError before the first step. `fit(..., checkpoint="run.pt")` saves model, o
 scheduler, history and RNG states after every epoch (and every `checkpoint_every` steps);
 `resume=True` replays the interrupted epoch's shuffle and continues exactly where the
 checkpoint stopped, so an interrupted run ends with the same weights as an uninterrupted one.
+
+Used by notebooks 06 and 08.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ applies the classifier to the final-LayerNorm'd CLS token. `forward_features` ->
 `pool` -> `forward_head` are the seams to hook into, as in timm. Weights move to and
 from HF with `from_hf` and `to_hf` (see `vit_course.hf`), and to and from timm with
 `from_timm` and `to_timm` (see `vit_course.timm_bridge`).
+
+Used by notebooks 02, 03, 04, 07, 08 and 09.
 """
 
 from __future__ import annotations
