@@ -208,3 +208,23 @@ def test_each_module_docstring_names_the_notebooks_that_use_it():
             wrong.append(f"{module} (used by notebooks {', '.join(sorted(numbers))}; "
                          f"its docstring does not name {', '.join(sorted(unnamed))})")
     assert not wrong, "module docstrings that do not name their notebooks: " + "; ".join(wrong)
+
+
+README_COMMON = {"data", "paths", "plots"}  # most notebooks use them; the README says so instead
+
+
+def test_readme_notebook_table_names_the_modules_each_notebook_imports():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (\d\d) \| `\d\d_[^`]+\.ipynb` \| .* \| ((?:`\w+`(?:, )?)*) \|$", readme, re.M))
+    imported = {}
+    for module, numbers in notebook_modules().items():
+        short = module.removeprefix("vit_course.")
+        if not short.startswith("checks.") and short not in README_COMMON:
+            for number in numbers:
+                imported.setdefault(number, set()).add(short)
+    notebooks = sorted(p.name[:2] for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(rows) == notebooks, f"README's notebook table has rows {sorted(rows)}, the notebooks are {notebooks}"
+    for number in notebooks:
+        listed = set(re.findall(r"`(\w+)`", rows[number]))
+        assert listed == imported.get(number, set()), (
+            f"README row {number} lists modules {sorted(listed)}, the notebook imports {sorted(imported.get(number, set()))}")
