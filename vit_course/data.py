@@ -362,14 +362,6 @@ def make_loader(
                       num_workers=num_workers)
 
 
-def fashion_loader(split: str, batch_size: int = 128, *, source: str = "subset",
-                   train: bool | None = None, **kwargs: Any) -> DataLoader:
-    """`make_loader` over a Fashion-MNIST split; `train` defaults to `split == "train"`."""
-    images, labels = load_fashion_mnist(split, source)
-    train = split == "train" if train is None else train
-    return make_loader(images, labels, batch_size, train=train, **kwargs)
-
-
 # ---------------------------------------------------------------------------
 # Photos and class names
 

@@ -25,7 +25,7 @@ from .block import TransformerBlock
 from .config import ViTConfig, to_2tuple
 from .hf import LAYER_NAMES, LAYER_PREFIX, LEGACY, detect_layout
 from .patches import PatchEmbedding, check_images
-from .state_dict import check_state_dict
+from .state_dict import check_state_dict, renamed_state_dict
 from . import position
 
 if TYPE_CHECKING:
@@ -157,10 +157,8 @@ def hf_name(key: str, scheme: str) -> str:
 def from_hf_state_dict(hf_state_dict: dict, model: DeiT) -> dict:
     """HF's DeiT state dict (either naming scheme) -> ours, every key and shape checked."""
     scheme, _ = detect_layout(hf_state_dict)
-    table = {ours: hf_name(ours, scheme) for ours in model.state_dict()}
-    expected = {table[k]: v for k, v in model.state_dict().items()}
-    check_state_dict(expected, hf_state_dict, source="HF DeiT state dict")
-    return {ours: hf_state_dict[hf] for ours, hf in table.items()}
+    return renamed_state_dict(hf_state_dict, model.state_dict(), lambda ours: hf_name(ours, scheme),
+                              source="HF DeiT state dict")
 
 
 _SHARED = [f.name for f in fields(ViTConfig) if f.name not in ("num_labels", "id2label", "attn_implementation")]

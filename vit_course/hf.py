@@ -24,7 +24,7 @@ import torch
 from .attention import split_qkv_state_dict
 from .config import ViTConfig
 from .paths import read_safetensors, verify_shipped
-from .state_dict import check_state_dict
+from .state_dict import check_state_dict, renamed_state_dict
 
 if TYPE_CHECKING:
     import transformers
@@ -112,10 +112,7 @@ def from_hf_state_dict(hf_state_dict: dict, config: ViTConfig, source: str = "HF
     expected = {our_name(k, *layout): v for k, v in reference.items()}  # ours -> meta tensor
     scheme, prefix = detect_layout(hf_state_dict)
     given = {k: v for k, v in hf_state_dict.items() if k.removeprefix(prefix) not in POOLER_KEYS}
-    table = {ours: hf_name(ours, scheme, prefix) for ours in expected}  # ours -> HF
-    expected_hf = {table[ours]: expected[ours] for ours in expected}
-    check_state_dict(expected_hf, given, source)
-    return {ours: given[hf] for ours, hf in table.items()}
+    return renamed_state_dict(given, expected, lambda ours: hf_name(ours, scheme, prefix), source)
 
 
 def read_checkpoint(directory: str | Path) -> dict:

@@ -28,7 +28,7 @@ from .hf import LAYER_NAMES, LEGACY, detect_layout
 from .patches import PatchEmbedding, check_images
 from .paths import verify_shipped
 from .position import sincos_2d
-from .state_dict import check_state_dict
+from .state_dict import check_state_dict, renamed_state_dict
 
 if TYPE_CHECKING:
     import transformers
@@ -311,7 +311,5 @@ def hf_name(key: str, scheme: str) -> str:
 def from_hf_state_dict(hf_state_dict: dict, model: MaskedAutoencoder) -> dict:
     """HF's ViTMAEForPreTraining state dict (either naming scheme) -> ours, every key and shape checked."""
     scheme, _ = detect_layout(hf_state_dict)
-    table = {ours: hf_name(ours, scheme) for ours in model.state_dict()}
-    expected = {table[k]: v for k, v in model.state_dict().items()}
-    check_state_dict(expected, hf_state_dict, source="HF ViTMAE state dict")
-    return {ours: hf_state_dict[hf] for ours, hf in table.items()}
+    return renamed_state_dict(hf_state_dict, model.state_dict(), lambda ours: hf_name(ours, scheme),
+                              source="HF ViTMAE state dict")

@@ -1,6 +1,7 @@
 """Checking a state dict against the model it is meant for, before anything is copied.
 
-The one generic check of the package (timm keeps its own in `_helpers.py`): every
+The one generic check of the package (timm keeps its own in `_helpers.py`), and the one
+renaming that goes with it (`renamed_state_dict`, timm's `remap_state_dict`): every
 bridge (`hf`, `timm_bridge`, `deit`, `mae`, `swin`, `dinov2`), `VisionTransformer.load_state_dict`
 and `cnn.load` call `check_state_dict`, so a missing, unexpected or misshaped weight is
 always one ValueError that names each key. Used by notebooks 03-10 through those modules.
@@ -8,7 +9,7 @@ always one ValueError that names each key. Used by notebooks 03-10 through those
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 
 def check_state_dict(expected: Mapping, given: Mapping, source: str = "state dict") -> None:
@@ -33,3 +34,13 @@ def check_state_dict(expected: Mapping, given: Mapping, source: str = "state dic
             )
     if problems:
         raise ValueError(f"{source} does not fit the model: " + "; ".join(problems))
+
+
+def renamed_state_dict(given: Mapping, expected: Mapping, their_name: Callable[[str], str],
+                       source: str = "state dict") -> dict:
+    """`given`, named by another library, renamed to our names: `their_name(ours)` spells each
+    of our keys in `expected` their way. Every key and shape is checked before anything is
+    returned (`check_state_dict`, in their names)."""
+    table = {ours: their_name(ours) for ours in expected}  # ours -> theirs
+    check_state_dict({table[ours]: value for ours, value in expected.items()}, given, source)
+    return {ours: given[theirs] for ours, theirs in table.items()}

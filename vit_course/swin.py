@@ -30,7 +30,7 @@ from .block import activation
 from .config import to_2tuple
 from .patches import check_images
 from .paths import verify_shipped
-from .state_dict import check_state_dict
+from .state_dict import check_state_dict, renamed_state_dict
 
 if TYPE_CHECKING:
     import transformers
@@ -421,7 +421,5 @@ def from_hf_state_dict(hf_state_dict: dict, model: SwinTransformer) -> dict:
     """HF's Swin state dict (in-memory names) -> ours, every key and shape checked."""
     prefix = "swin." if any(k.startswith("swin.") for k in hf_state_dict) else ""
     given = {k: v for k, v in hf_state_dict.items() if not k.endswith("relative_position_index")}
-    table = {ours: hf_name(ours, prefix) for ours in model.state_dict()}
-    expected = {table[k]: v for k, v in model.state_dict().items()}
-    check_state_dict(expected, given, source="HF Swin state dict")
-    return {ours: given[hf] for ours, hf in table.items()}
+    return renamed_state_dict(given, model.state_dict(), lambda ours: hf_name(ours, prefix),
+                              source="HF Swin state dict")
