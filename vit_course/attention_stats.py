@@ -19,6 +19,8 @@ image for global ones. Patch k sits at row `k // cols`, column `k % cols` (row-m
 `token_norms` and `high_norm_outliers` measure the other thing the attention figures
 show: a few patch tokens with very large norms (Darcet et al., 2024, "Vision
 Transformers Need Registers", Sec. 2).
+
+Used by notebook 07.
 """
 
 from __future__ import annotations

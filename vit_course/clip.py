@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 LOGIT_SCALE_INIT = math.log(1 / 0.07)  # 2.6593, CLIP's initial temperature 0.07
@@ -55,23 +54,3 @@ def clip_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale
     logits_per_image, logits_per_text = clip_logits(image_embeds, text_embeds, logit_scale)
     targets = torch.arange(len(logits_per_image), device=logits_per_image.device)  # pair i is the right answer
     return (F.cross_entropy(logits_per_image, targets) + F.cross_entropy(logits_per_text, targets)) / 2
-
-
-class ContrastiveHead(nn.Module):
-    """Two linear projections into a shared space of width E, and the learned log-temperature.
-
-    Args:
-        image_dim: width of the image encoder's pooled output.
-        text_dim: width of the text encoder's pooled output.
-        embed_dim: E, CLIP's `projection_dim`.
-    """
-
-    def __init__(self, image_dim: int, text_dim: int, embed_dim: int) -> None:
-        super().__init__()
-        self.visual_projection = nn.Linear(image_dim, embed_dim, bias=False)
-        self.text_projection = nn.Linear(text_dim, embed_dim, bias=False)
-        self.logit_scale = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
-
-    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-        """(B, image_dim), (B, text_dim) -> the symmetric loss of the B pairs."""
-        return clip_loss(self.visual_projection(image_features), self.text_projection(text_features), self.logit_scale)

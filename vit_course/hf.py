@@ -8,17 +8,26 @@ file (even one written by a newer `save_pretrained`), a layer is
 backbone under `vit.`. The table below is the one place these names live: each of our
 names against its two HF spellings. Loading checks every key before it copies anything,
 and a mismatch names the key.
+
+Used by notebooks 03 and 04.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .attention import split_qkv_state_dict
 from .config import ViTConfig
+from .paths import read_safetensors, verify_shipped
+from .state_dict import check_state_dict, renamed_state_dict
+
+if TYPE_CHECKING:
+    import transformers
 
 LEGACY, CURRENT = "legacy", "current"
 
@@ -59,7 +68,7 @@ def hf_name(key: str, scheme: str, backbone_prefix: str) -> str:
     return backbone_prefix + f"{TOP_NAMES[module]}.{leaf}"
 
 
-def detect_layout(hf_keys) -> tuple[str, str]:
+def detect_layout(hf_keys: Iterable[str]) -> tuple[str, str]:
     """(scheme, backbone prefix) of an HF state dict's keys."""
     keys = list(hf_keys)
     prefix = "vit." if any(k.startswith("vit.") for k in keys) else ""
@@ -67,36 +76,43 @@ def detect_layout(hf_keys) -> tuple[str, str]:
     return scheme, prefix
 
 
-def check_state_dict(expected: dict, given: dict, source: str = "state dict") -> None:
-    """Raise a ValueError naming every missing, unexpected or misshaped key."""
-    missing = [k for k in expected if k not in given]
-    unexpected = [k for k in given if k not in expected]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected)}")
-    for key in expected:
-        if key in given and tuple(given[key].shape) != tuple(expected[key].shape):
-            problems.append(
-                f"key {key} has shape {tuple(given[key].shape)}, expected {tuple(expected[key].shape)}"
-            )
-    if problems:
-        raise ValueError(f"{source} does not fit the model: " + "; ".join(problems))
+def our_name(key: str, scheme: str, backbone_prefix: str) -> str:
+    """HF's parameter name -> ours, the inverse of `hf_name`; a key the table lacks is a ValueError."""
+    if key.startswith(f"{HEAD_NAME[1]}."):
+        return HEAD_NAME[0] + key[len(HEAD_NAME[1]):]
+    rest = key.removeprefix(backbone_prefix)
+    layer = LAYER_PREFIX[scheme].partition("{}")[0]  # "encoder.layer." or "layers."
+    if rest.startswith(layer):
+        index, _, sub = rest[len(layer):].partition(".")
+        module, _, leaf = sub.rpartition(".")
+        ours = {names[0 if scheme == LEGACY else 1]: name for name, names in LAYER_NAMES.items()}
+        if module in ours:
+            return f"blocks.{index}.{ours[module]}.{leaf}"
+    for ours, theirs in TOP_NAMES.items():
+        if rest == theirs or rest.startswith(theirs + "."):
+            return ours + rest[len(theirs):]
+    raise ValueError(f"no name in vit_course for the HF ViT parameter {key!r}")
+
+
+def _reference_state_dict(config: ViTConfig) -> dict:
+    """HF's own ViT for `config`, on the meta device: its parameter names and shapes."""
+    import transformers
+
+    with torch.device("meta"):
+        if config.num_labels:
+            return transformers.ViTForImageClassification(config.to_hf()).state_dict()
+        return transformers.ViTModel(config.to_hf(), add_pooling_layer=False).state_dict()
 
 
 def from_hf_state_dict(hf_state_dict: dict, config: ViTConfig, source: str = "HF state dict") -> dict:
-    """An HF ViT state dict (either naming scheme) -> ours, checked key by key and shape by shape."""
-    from .vit import VisionTransformer
-
-    with torch.device("meta"):
-        expected = VisionTransformer(config).state_dict()  # names and shapes, no memory
+    """An HF ViT state dict (either naming scheme) -> ours, checked key by key and shape by shape
+    against HF's own model of `config`."""
+    reference = _reference_state_dict(config)
+    layout = detect_layout(reference)
+    expected = {our_name(k, *layout): v for k, v in reference.items()}  # ours -> meta tensor
     scheme, prefix = detect_layout(hf_state_dict)
     given = {k: v for k, v in hf_state_dict.items() if k.removeprefix(prefix) not in POOLER_KEYS}
-    table = {ours: hf_name(ours, scheme, prefix) for ours in expected}  # ours -> HF
-    expected_hf = {table[ours]: expected[ours] for ours in expected}
-    check_state_dict(expected_hf, given, source)
-    return {ours: given[hf] for ours, hf in table.items()}
+    return renamed_state_dict(given, expected, lambda ours: hf_name(ours, scheme, prefix), source)
 
 
 def read_checkpoint(directory: str | Path) -> dict:
@@ -105,8 +121,6 @@ def read_checkpoint(directory: str | Path) -> dict:
     single, index = directory / "model.safetensors", directory / "model.safetensors.index.json"
     legacy = directory / "pytorch_model.bin"
     if single.exists():
-        from .paths import read_safetensors
-
         return read_safetensors(single, f"write {directory} again with save_pretrained "
                                         "(a shipped model: `git checkout -- data/models`)")
     if index.exists():
@@ -121,7 +135,7 @@ def read_checkpoint(directory: str | Path) -> dict:
     )
 
 
-def load_hf(source) -> tuple[ViTConfig, dict]:
+def load_hf(source: str | Path | transformers.PreTrainedModel) -> tuple[ViTConfig, dict]:
     """(our config, our state dict) from an HF model instance, a `save_pretrained`
     directory, or a hub id (online only)."""
     import transformers
@@ -129,6 +143,7 @@ def load_hf(source) -> tuple[ViTConfig, dict]:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
+            verify_shipped(path)  # a shipped model: every file as recorded in data/MANIFEST.json
             hf_config = transformers.ViTConfig.from_pretrained(path)
             hf_state_dict, name = read_checkpoint(path), str(path)
         else:
@@ -162,7 +177,7 @@ def _download(repo_id: str) -> str:
         ) from error
 
 
-def to_hf(model):
+def to_hf(model: torch.nn.Module) -> transformers.ViTModel | transformers.ViTForImageClassification:
     """An HF model with our model's weights, in HF's in-memory naming, in eval mode."""
     import transformers
 

@@ -4,9 +4,13 @@
 step by step (resize, rescale, normalise); `top_k(logits, k, id2label)` turns logits into
 the k most likely labels with their probabilities. Notebook 05 asks learners to write
 both; these are the reference answers its checks compare with.
+
+Used by notebook 05.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -16,7 +20,7 @@ def _get(processor, key: str):
     return processor[key] if isinstance(processor, dict) else getattr(processor, key)
 
 
-def preprocess(image, processor) -> torch.Tensor:
+def preprocess(image: Any, processor: Any) -> torch.Tensor:
     """A PIL image -> pixel values (1, 3, H, W), as `processor(image, return_tensors="pt")`.
 
     `processor` is a `ViTImageProcessor` or its `to_dict()`.

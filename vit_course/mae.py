@@ -17,16 +17,21 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import nn
 
 from .block import TransformerBlock
 from .config import ViTConfig, to_2tuple
-from .hf import LAYER_NAMES, LEGACY, check_state_dict, detect_layout
+from .hf import LAYER_NAMES, LEGACY, detect_layout
 from .patches import PatchEmbedding, check_images
+from .paths import verify_shipped
 from .position import sincos_2d
+from .state_dict import check_state_dict, renamed_state_dict
+
+if TYPE_CHECKING:
+    import transformers
 
 
 @dataclass
@@ -67,13 +72,13 @@ class MAEConfig(ViTConfig):
         )
 
     @classmethod
-    def from_hf(cls, hf_config) -> "MAEConfig":
+    def from_hf(cls, hf_config: transformers.ViTMAEConfig) -> "MAEConfig":
         if getattr(hf_config, "model_type", None) != "vit_mae":
             raise ValueError(f"expected a ViTMAE config (model_type 'vit_mae'), got {getattr(hf_config, 'model_type', None)!r}")
         names = [f.name for f in fields(cls) if f.name not in ("num_labels", "id2label", "attn_implementation")]
         return cls(**{n: getattr(hf_config, n) for n in names})
 
-    def to_hf(self):
+    def to_hf(self) -> transformers.ViTMAEConfig:
         import transformers
 
         skip = ("num_labels", "id2label", "attn_implementation")
@@ -245,11 +250,12 @@ class MaskedAutoencoder(nn.Module):
         return self.forward_encoder(pixel_values, mask_ratio=0.0)[0]
 
     @classmethod
-    def from_hf(cls, source) -> "MaskedAutoencoder":
+    def from_hf(cls, source: str | Path | transformers.ViTMAEForPreTraining) -> "MaskedAutoencoder":
         """From a `transformers.ViTMAEForPreTraining` or its `save_pretrained` directory."""
         import transformers
 
         if isinstance(source, (str, Path)):
+            verify_shipped(source)  # a shipped model: every file as recorded in data/MANIFEST.json
             source = transformers.ViTMAEForPreTraining.from_pretrained(source)
         if not isinstance(source, transformers.ViTMAEForPreTraining):
             raise ValueError(f"expected a transformers ViTMAEForPreTraining or its directory, got {type(source).__name__}")
@@ -257,7 +263,7 @@ class MaskedAutoencoder(nn.Module):
         model.load_state_dict(from_hf_state_dict(source.state_dict(), model))
         return model.eval()
 
-    def to_hf(self):
+    def to_hf(self) -> transformers.ViTMAEForPreTraining:
         """A `transformers.ViTMAEForPreTraining` with the same weights, in eval mode."""
         import transformers
 
@@ -305,7 +311,5 @@ def hf_name(key: str, scheme: str) -> str:
 def from_hf_state_dict(hf_state_dict: dict, model: MaskedAutoencoder) -> dict:
     """HF's ViTMAEForPreTraining state dict (either naming scheme) -> ours, every key and shape checked."""
     scheme, _ = detect_layout(hf_state_dict)
-    table = {ours: hf_name(ours, scheme) for ours in model.state_dict()}
-    expected = {table[k]: v for k, v in model.state_dict().items()}
-    check_state_dict(expected, hf_state_dict, source="HF ViTMAE state dict")
-    return {ours: hf_state_dict[hf] for ours, hf in table.items()}
+    return renamed_state_dict(hf_state_dict, model.state_dict(), lambda ours: hf_name(ours, scheme),
+                              source="HF ViTMAE state dict")

@@ -7,6 +7,8 @@ what HF (`ViTPatchEmbeddings`) and timm (`PatchEmbed`) use: a Conv2d whose kerne
 stride are both P. `LinearPatchEmbedding` is the same map written as a Linear layer on
 `patchify`'s output; the two are equal when each patch is flattened in (C, P, P) order,
 the order of the conv kernel's own memory layout.
+
+Used by notebooks 01, 02 and 04.
 """
 
 from __future__ import annotations

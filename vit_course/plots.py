@@ -3,17 +3,25 @@
 Each function draws on an `ax` (made for you when left out) and returns it, so a
 notebook cell can place several plots side by side. Images may be a `PIL.Image`, a
 numpy array (H, W) or (H, W, C), or a torch tensor (C, H, W) or (H, W); see `as_array`.
+
+Used by notebooks 01, 02, 03, 05, 06, 07, 08 and 10.
 """
 
 from __future__ import annotations
 
 import io
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
-def as_array(image) -> np.ndarray:
+
+def as_array(image: Any) -> np.ndarray:
     """Any image -> numpy (H, W) or (H, W, C), floats rescaled to [0, 1] for display."""
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu()
@@ -37,7 +45,7 @@ def _axes(ax, figsize=(4, 4)):
     return ax
 
 
-def show_image(image, ax=None, title: str | None = None, cmap: str = "gray"):
+def show_image(image: Any, ax: Axes | None = None, title: str | None = None, cmap: str = "gray") -> Axes:
     """Show one image without ticks."""
     ax = _axes(ax)
     array = as_array(image)
@@ -49,7 +57,8 @@ def show_image(image, ax=None, title: str | None = None, cmap: str = "gray"):
     return ax
 
 
-def show_patch_grid(image, patch_size: int, ax=None, title: str | None = None, color: str = "white", numbers: bool = False):
+def show_patch_grid(image: Any, patch_size: int, ax: Axes | None = None, title: str | None = None,
+                    color: str = "white", numbers: bool = False) -> Axes:
     """Show an image with lines between its P x P patches; `numbers` labels each patch's index."""
     ax = show_image(image, ax, title)
     height, width = as_array(image).shape[:2]
@@ -66,7 +75,8 @@ def show_patch_grid(image, patch_size: int, ax=None, title: str | None = None, c
     return ax
 
 
-def show_patches(image, patch_size: int, ax=None, title: str | None = None, gap: int = 2):
+def show_patches(image: Any, patch_size: int, ax: Axes | None = None, title: str | None = None,
+                 gap: int = 2) -> Axes:
     """Show an image cut into its patches, pulled apart by `gap` pixels of white."""
     array = as_array(image)
     array = array / 255.0 if array.dtype == np.uint8 else array
@@ -87,7 +97,8 @@ def show_patches(image, patch_size: int, ax=None, title: str | None = None, gap:
     return ax
 
 
-def image_grid(images, titles=None, ncols: int | None = None, size: float = 2.0, cmap: str = "gray"):
+def image_grid(images: Sequence[Any], titles: Sequence[str] | None = None, ncols: int | None = None,
+               size: float = 2.0, cmap: str = "gray") -> Any:
     """Show several images in a grid of `ncols` columns (one row by default); returns the figure."""
     import matplotlib.pyplot as plt
 
@@ -110,9 +121,9 @@ def cosine_similarity_matrix(embeddings: torch.Tensor) -> torch.Tensor:
     return unit @ unit.T
 
 
-def similarity_grid(embeddings: torch.Tensor, rows: int, cols: int, ax=None, step: int = 1,
+def similarity_grid(embeddings: torch.Tensor, rows: int, cols: int, ax: Axes | None = None, step: int = 1,
                     title: str | None = None, cmap: str = "viridis", gap: int = 1,
-                    vmin: float | None = -1.0, vmax: float | None = 1.0):
+                    vmin: float | None = -1.0, vmax: float | None = 1.0) -> Any:
     """The ViT paper's Fig. 7 (centre): for each grid position, its embedding's cosine
     similarity with every position, drawn as a small rows x cols map at that position.
 
@@ -139,9 +150,9 @@ def similarity_grid(embeddings: torch.Tensor, rows: int, cols: int, ax=None, ste
     return image
 
 
-def similarity_map(embeddings: torch.Tensor, rows: int, cols: int, index: int, ax=None,
+def similarity_map(embeddings: torch.Tensor, rows: int, cols: int, index: int, ax: Axes | None = None,
                    title: str | None = None, cmap: str = "viridis",
-                   vmin: float | None = -1.0, vmax: float | None = 1.0):
+                   vmin: float | None = -1.0, vmax: float | None = 1.0) -> Any:
     """One position's cosine similarity with every position, as a rows x cols map; its cell is marked."""
     sims = cosine_similarity_matrix(embeddings)[index].reshape(rows, cols).numpy()
     ax = _axes(ax)
@@ -162,7 +173,7 @@ def png_size(png: bytes) -> tuple[int, int]:
     return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
-def show_at_natural_size(image) -> None:
+def show_at_natural_size(image: Any) -> None:
     """Give a PNG `widgets.Image` its own pixel width, so a wide output area does not stretch
     (and blur) it; it still shrinks to fit a narrow window."""
     width, _ = png_size(image.value)
@@ -171,7 +182,7 @@ def show_at_natural_size(image) -> None:
     image.layout.max_width = "100%"
 
 
-def figure_widget(draw, figsize=(4, 4), **controls):
+def figure_widget(draw: Callable[..., Any], figsize: tuple[float, float] = (4, 4), **controls: Any) -> Any:
     """Controls (name -> ipywidget) above a figure that `draw(fig, **values)` redraws on change.
 
     The figure is a bare `matplotlib.figure.Figure` rendered to PNG into a
@@ -197,8 +208,8 @@ def figure_widget(draw, figsize=(4, 4), **controls):
     return widgets.VBox([*controls.values(), image])
 
 
-def show_attention(image, heatmap, ax=None, title: str | None = None, alpha: float = 0.6,
-                   cmap: str = "inferno", image_cmap: str = "gray"):
+def show_attention(image: Any, heatmap: Any, ax: Axes | None = None, title: str | None = None,
+                   alpha: float = 0.6, cmap: str = "inferno", image_cmap: str = "gray") -> Axes:
     """Draw a (rows, cols) map (attention, rollout, norms) over `image`, stretched to cover it.
 
     Each grid cell is drawn as one flat square over its patch (no smoothing), so what
@@ -213,7 +224,8 @@ def show_attention(image, heatmap, ax=None, title: str | None = None, alpha: flo
     return ax
 
 
-def mark_patches(ax, indices, cols: int, patch_size: int, color: str = "cyan", linewidth: float = 1.5):
+def mark_patches(ax: Axes, indices: Sequence[int], cols: int, patch_size: int, color: str = "cyan",
+                 linewidth: float = 1.5) -> Axes:
     """Outline the patches with these row-major `indices` on an image drawn in `ax`."""
     from matplotlib.patches import Rectangle
 
@@ -224,8 +236,9 @@ def mark_patches(ax, indices, cols: int, patch_size: int, color: str = "cyan", l
     return ax
 
 
-def heatmap(matrix, labels, ax=None, title: str | None = None, cmap: str = "viridis",
-            fmt: str = "{:.2f}", vmin: float | None = None, vmax: float | None = None):
+def heatmap(matrix: Any, labels: Sequence[str], ax: Axes | None = None, title: str | None = None,
+            cmap: str = "viridis", fmt: str = "{:.2f}", vmin: float | None = None,
+            vmax: float | None = None) -> Any:
     """A labelled square matrix (e.g. cosine similarities) with each value written in its cell.
 
     `labels` name the rows and the columns. Returns the image (for a colorbar).
@@ -247,7 +260,8 @@ def heatmap(matrix, labels, ax=None, title: str | None = None, cmap: str = "viri
     return image
 
 
-def patch_pca_rgb(patch_tokens: torch.Tensor, rows: int, cols: int, foreground: float | None = 0.0):
+def patch_pca_rgb(patch_tokens: torch.Tensor, rows: int, cols: int,
+                  foreground: float | None = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Patch tokens `(rows*cols, D)` -> `(rgb (rows, cols, 3) in [0, 1], mask (rows, cols) bool)`.
 
     The DINOv2 paper's Fig. 1 (Oquab et al., 2023): the first three principal components

@@ -6,6 +6,8 @@ ViT learns one vector per position (`learned_position_embedding`); the sin-cos t
 alternatives. `interpolate_pos_encoding` resizes a learned grid for another image size
 exactly as HF's `ViTEmbeddings.interpolate_pos_encoding` does (Sec. 3.2, "Fine-tuning
 and higher resolution").
+
+Used by notebook 02.
 """
 
 from __future__ import annotations

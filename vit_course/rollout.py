@@ -12,6 +12,8 @@ image (`cls_rollout_map`). `head_fusion` ("mean", "max", "min") and `discard_rat
 (zero the weakest links) are the options of jacobgil's vit-explain, applied per image;
 with the defaults the result is exactly the formula above. Feed it the per-layer
 weights from `VisionTransformer.attention_maps` or HF's `outputs.attentions` (eager).
+
+Used by notebook 07.
 """
 
 from __future__ import annotations

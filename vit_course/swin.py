@@ -20,6 +20,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -28,6 +29,11 @@ from torch.nn import functional as F
 from .block import activation
 from .config import to_2tuple
 from .patches import check_images
+from .paths import verify_shipped
+from .state_dict import check_state_dict, renamed_state_dict
+
+if TYPE_CHECKING:
+    import transformers
 
 MASK_VALUE = -100.0  # HF's and the paper's: large enough that softmax gives ~0 weight
 
@@ -76,13 +82,13 @@ class SwinConfig:
         return self.embed_dim * 2 ** (len(self.depths) - 1)
 
     @classmethod
-    def from_hf(cls, hf_config) -> "SwinConfig":
+    def from_hf(cls, hf_config: transformers.SwinConfig) -> "SwinConfig":
         if getattr(hf_config, "model_type", None) != "swin":
             raise ValueError(f"expected a Swin config (model_type 'swin'), got model_type {getattr(hf_config, 'model_type', None)!r}")
         names = [n for n in cls.__dataclass_fields__ if n != "num_labels"]
         return cls(**{n: getattr(hf_config, n) for n in names}, num_labels=0)
 
-    def to_hf(self, num_labels: int = 0):
+    def to_hf(self, num_labels: int = 0) -> transformers.SwinConfig:
         import transformers
 
         kwargs = {k: v for k, v in asdict(self).items() if k != "num_labels"}
@@ -349,11 +355,12 @@ class SwinTransformer(nn.Module):
         return self.head(self.forward_features(pixel_values).mean(dim=1))
 
     @classmethod
-    def from_hf(cls, source) -> "SwinTransformer":
+    def from_hf(cls, source: str | Path | transformers.PreTrainedModel) -> "SwinTransformer":
         """From a `transformers.SwinModel` or `SwinForImageClassification`, or its `save_pretrained` directory."""
         import transformers
 
         if isinstance(source, (str, Path)):
+            verify_shipped(source)  # a shipped model: every file as recorded in data/MANIFEST.json
             config = transformers.AutoConfig.from_pretrained(source)
             is_classifier = any(a.endswith("ForImageClassification") for a in (config.architectures or []))
             kind = transformers.SwinForImageClassification if is_classifier else transformers.SwinModel
@@ -369,10 +376,9 @@ class SwinTransformer(nn.Module):
         model.load_state_dict(from_hf_state_dict(source.state_dict(), model))
         return model.eval()
 
-    def to_hf(self):
+    def to_hf(self) -> transformers.PreTrainedModel:
         """`SwinForImageClassification` with a head, else `SwinModel`; the same weights, in eval mode."""
         import transformers
-        from .hf import check_state_dict
 
         if self.config.num_labels:
             hf_model = transformers.SwinForImageClassification(self.config.to_hf(self.config.num_labels))
@@ -413,11 +419,7 @@ def hf_name(key: str, prefix: str = "") -> str:
 
 def from_hf_state_dict(hf_state_dict: dict, model: SwinTransformer) -> dict:
     """HF's Swin state dict (in-memory names) -> ours, every key and shape checked."""
-    from .hf import check_state_dict
-
     prefix = "swin." if any(k.startswith("swin.") for k in hf_state_dict) else ""
     given = {k: v for k, v in hf_state_dict.items() if not k.endswith("relative_position_index")}
-    table = {ours: hf_name(ours, prefix) for ours in model.state_dict()}
-    expected = {table[k]: v for k, v in model.state_dict().items()}
-    check_state_dict(expected, given, source="HF Swin state dict")
-    return {ours: given[hf] for ours, hf in table.items()}
+    return renamed_state_dict(given, model.state_dict(), lambda ours: hf_name(ours, prefix),
+                              source="HF Swin state dict")

@@ -21,8 +21,9 @@ from functools import partial
 import torch
 from torch import nn
 
+from .attention import split_qkv_state_dict
 from .config import ViTConfig
-from .hf import check_state_dict
+from .state_dict import check_state_dict
 
 # ours -> timm inside a block; q, k, v come out of the fused qkv
 BLOCK_NAMES = {"norm1": "norm1", "attn.o_proj": "attn.proj", "norm2": "norm2", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
@@ -72,7 +73,7 @@ def _unsupported(model) -> list[str]:
     return problems
 
 
-def config_from_timm(model) -> ViTConfig:
+def config_from_timm(model: nn.Module) -> ViTConfig:
     """The `ViTConfig` of a timm `VisionTransformer`, read from its modules."""
     timm = _import_timm()
     if not isinstance(model, timm.models.vision_transformer.VisionTransformer):
@@ -100,12 +101,11 @@ def config_from_timm(model) -> ViTConfig:
     )
 
 
-def from_timm_state_dict(timm_state_dict: dict, config: ViTConfig) -> dict:
-    """timm's ViT state dict -> ours: the fused qkv split in three, every key and shape checked."""
-    from .vit import VisionTransformer
-
-    with torch.device("meta"):
-        expected = VisionTransformer(config).state_dict()
+def from_timm_state_dict(timm_state_dict: dict, model: nn.Module) -> dict:
+    """timm's ViT state dict -> ours for `model` (a `VisionTransformer`): the fused qkv split
+    in three, every key and shape checked."""
+    config = model.config
+    expected = split_qkv_state_dict(model.state_dict())  # the teaching layout, whatever the model's
     D = config.hidden_size
     table = {}  # timm key -> our key, for everything but the fused qkv
     expected_timm = {}
@@ -133,18 +133,15 @@ def from_timm_state_dict(timm_state_dict: dict, config: ViTConfig) -> dict:
     return ours
 
 
-def from_timm(model, cls=None):
-    """A `VisionTransformer` (or `cls`) with the weights of a timm `VisionTransformer`, in eval mode."""
-    from .vit import VisionTransformer
-
-    cls = cls or VisionTransformer
+def from_timm(model: nn.Module, cls: type[nn.Module]) -> nn.Module:
+    """A `cls` (`VisionTransformer`) with the weights of a timm `VisionTransformer`, in eval mode."""
     config = config_from_timm(model)
     ours = cls(config)
-    ours.load_state_dict(from_timm_state_dict(model.state_dict(), config))
+    ours.load_state_dict(from_timm_state_dict(model.state_dict(), ours))
     return ours.eval()
 
 
-def to_timm(model):
+def to_timm(model: nn.Module) -> nn.Module:
     """A timm `VisionTransformer` with our model's weights, in eval mode."""
     timm = _import_timm()
     config = model.config

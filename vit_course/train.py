@@ -24,6 +24,8 @@ scheduler, history and RNG states after every epoch (and every `checkpoint_every
 and when the run is interrupted (KeyboardInterrupt, SIGINT, SIGTERM) at its last finished
 step; `resume=True` replays the interrupted epoch's shuffle and continues exactly where the
 checkpoint stopped, so an interrupted run ends with the same weights as an uninterrupted one.
+
+Used by notebooks 06 and 08.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 
-def integer(value, name: str, minimum: int | None = None) -> int:
+def integer(value: Any, name: str, minimum: int | None = None) -> int:
     """`value` if it is an int (not a bool, not a float) at least `minimum`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
@@ -21,7 +22,7 @@ def integer(value, name: str, minimum: int | None = None) -> int:
     return int(value)
 
 
-def number(value, name: str, *, low: float | None = None, high: float | None = None,
+def number(value: Any, name: str, *, low: float | None = None, high: float | None = None,
            low_open: bool = False, high_open: bool = False) -> float:
     """`value` as a float if it is a finite real number within the bounds given."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):

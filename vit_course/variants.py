@@ -20,6 +20,7 @@ Used by notebook 09.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -95,7 +96,7 @@ def forward_flops(model: torch.nn.Module, image_size: int = 224) -> int:
     return counter.get_total_flops()
 
 
-def variant_table(names=None) -> list[dict]:
+def variant_table(names: Iterable[str] | None = None) -> list[dict]:
     """One row per variant: computed parameters (M) and multiply-adds (G) beside the quoted ones."""
     rows = []
     for name in names or VARIANTS:

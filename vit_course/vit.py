@@ -9,9 +9,15 @@ applies the classifier to the final-LayerNorm'd CLS token. `forward_features` ->
 `pool` -> `forward_head` are the seams to hook into, as in timm. Weights move to and
 from HF with `from_hf` and `to_hf` (see `vit_course.hf`), and to and from timm with
 `from_timm` and `to_timm` (see `vit_course.timm_bridge`).
+
+Used by notebooks 02, 03, 04, 07, 08 and 09.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,7 +26,11 @@ from .attention import fuse_qkv_state_dict, split_qkv_state_dict
 from .block import TransformerBlock
 from .config import ViTConfig, to_2tuple
 from .patches import PatchEmbedding, check_images
+from .state_dict import check_state_dict
 from . import position
+
+if TYPE_CHECKING:
+    import transformers
 
 
 class VisionTransformer(nn.Module):
@@ -109,7 +119,7 @@ class VisionTransformer(nn.Module):
             maps.append(weights)
         return maps
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False) -> Any:
         """As `nn.Module.load_state_dict`, but a missing, unexpected or misshaped key is a
         ValueError that names it."""
         if self.config.attn_implementation == "fast":
@@ -117,13 +127,12 @@ class VisionTransformer(nn.Module):
         else:
             state_dict = split_qkv_state_dict(state_dict)  # a no-op on the teaching layout
         if strict:
-            from .hf import check_state_dict
-
             check_state_dict(self.state_dict(), state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @classmethod
-    def from_hf(cls, source, attn_implementation: str = "eager") -> "VisionTransformer":
+    def from_hf(cls, source: str | Path | transformers.PreTrainedModel,
+                attn_implementation: str = "eager") -> "VisionTransformer":
         """From a transformers `ViTModel`/`ViTForImageClassification`, a `save_pretrained`
         directory, or (online) a hub id such as "google/vit-base-patch16-224".
         `attn_implementation="fast"` gives the fast path with the same weights."""
@@ -136,7 +145,7 @@ class VisionTransformer(nn.Module):
         model.load_state_dict(state_dict)
         return model.eval()
 
-    def to_hf(self):
+    def to_hf(self) -> transformers.ViTModel | transformers.ViTForImageClassification:
         """An HF model with the same weights: `ViTForImageClassification` when the model has
         a head, else `ViTModel` without pooler. In eval mode."""
         from .hf import to_hf
@@ -145,14 +154,14 @@ class VisionTransformer(nn.Module):
 
 
     @classmethod
-    def from_timm(cls, model) -> "VisionTransformer":
+    def from_timm(cls, model: nn.Module) -> "VisionTransformer":
         """From a timm `VisionTransformer` (the fused qkv split, timm's LayerNorm eps kept);
         needs timm (see `vit_course.timm_bridge`)."""
         from .timm_bridge import from_timm
 
         return from_timm(model, cls)
 
-    def to_timm(self):
+    def to_timm(self) -> nn.Module:
         """A timm `VisionTransformer` with equal outputs, in eval mode; needs timm."""
         from .timm_bridge import to_timm
 

@@ -7,6 +7,8 @@ num_heads, qkv_bias=...)`, copies the reference's `q_proj, k_proj, v_proj, o_pro
 weights into it and compares `forward(x) -> (out, weights)`, with 1, 2, 3 and 4 heads
 and with and without the qkv bias. Known mistakes are recomputed on the failing case
 by the small functions below.
+
+Used by notebook 03.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ copies the reference block's weights into it by name (`norm1`, `attn.q_proj` ...
 does not catch every mistake (FACTS.md): with HF's init (std 0.02) a tanh GELU is off
 by less than 1e-6, and on inputs of unit variance a LayerNorm eps of 1e-5 hardly shows.
 So the cases use both weight regimes, and inputs of small variance that make eps visible.
+
+Used by notebook 04.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 `vit_course.cost.count_parameters` on models with frozen parts, buffers and a shared
 weight. `check_vit_flops(fn)` compares `fn(config) -> int` with
 `vit_course.cost.vit_forward_flops` (matrix products only, 2 FLOPs per multiply-add).
+
+Used by notebook 08.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ is layer L + 1. A parameter of layer id j trains with
     lr = base_lr * decay ** (L + 1 - j)
 
 so the classifier gets base_lr and the patch embedding the smallest rate.
+
+Used by notebook 06.
 """
 
 from __future__ import annotations

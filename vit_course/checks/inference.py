@@ -6,6 +6,8 @@ resizes with torchvision's antialiased bilinear; PIL's `Image.BILINEAR` gives th
 image up to one grey level in a few pixels, so the tolerance is one grey level.
 `check_top_k(fn)` compares `fn(logits, k, id2label)` with `top_k`. The reference answers
 are `vit_course.inference.preprocess` and `vit_course.inference.top_k`.
+
+Used by notebook 05.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ new_cols) -> (1, 1+new_rows*new_cols, D)` with `vit_course.position.interpolate_
 through the reference `interpolate_positions` that takes grid sizes instead of pixels:
 up, down, non-square, and to the same size. Known mistakes are recomputed on the
 failing case by the small functions below.
+
+Used by notebook 02.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ A `CheckResult` is truthy when the exercise passed. In a notebook it shows as a 
 (passed), red (failed) or amber (not done yet) panel; as text it is one line, then
 indented details. Everything in it is deterministic (fixed inputs, no timings), so
 the outputs that nbval compares never change from one run to the next.
+
+Used by every notebook (notebooks 01-10).
 """
 
 from __future__ import annotations

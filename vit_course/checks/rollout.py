@@ -4,6 +4,8 @@
 `vit_course.rollout.attention_rollout` (mean over heads, 0.5 A + 0.5 I, rows
 renormalised, A_L @ ... @ A_1). One case feeds maps whose rows do not sum to 1 (as
 after discarding weak links): only there does a missing renormalisation show.
+
+Used by notebook 07.
 """
 
 from __future__ import annotations

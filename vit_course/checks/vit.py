@@ -10,6 +10,8 @@ mistakes, recomputed from the reference's weights by `_forward` below: no CLS to
 CLS without a position, CLS appended last, no position embedding, mean pooling, no
 final LayerNorm, the classifier on token 1, a patch grid reshaped instead of
 transposed, softmax on the logits.
+
+Used by notebook 04.
 """
 
 from __future__ import annotations

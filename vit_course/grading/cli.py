@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 
@@ -53,7 +54,7 @@ def _grade(args) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
+def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("release", help="(instructor) student notebooks without solutions, and held-out cases",
                        description="Write student notebooks (no solutions, no hidden tests, nbgrader metadata kept) "
                                    "to OUT/<assignment>/, and the grader's held-out cases to the instructor folder.")

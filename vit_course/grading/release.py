@@ -95,7 +95,7 @@ class Exercise:
     solution_ids: list[str]
 
 
-def exercises(nb) -> list[Exercise]:
+def exercises(nb: nbformat.NotebookNode) -> list[Exercise]:
     """The graded exercises of a solution or release notebook, from its check cells."""
     found, solutions = [], {}
     for cell in nb.cells:
@@ -120,7 +120,7 @@ def exercises(nb) -> list[Exercise]:
     return found
 
 
-def bindings(nb) -> list[str]:
+def bindings(nb: nbformat.NotebookNode) -> list[str]:
     """`attend = reference.scaled_dot_product_attention`: what later cells use, bound to the reference.
 
     An alias that is also the name of an answer is left out: a student whose cell fails to
@@ -131,7 +131,7 @@ def bindings(nb) -> list[str]:
             for alias, _, reference in _USE_OR_REFERENCE.findall(cell.source) if alias not in learners]
 
 
-def import_cell(nb) -> str:
+def import_cell(nb: nbformat.NotebookNode) -> str:
     code = [c for c in nb.cells if c.cell_type == "code"]
     return code[0].source if code else ""
 
@@ -148,7 +148,7 @@ def _without_hidden(source: str) -> str:
     return re.sub(r"[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[ \t]*\n?", "", source, flags=re.S).rstrip()
 
 
-def student_notebook(nb):
+def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """A release copy of a solution notebook, made by nbgrader's preprocessors."""
     from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, ClearSolutions, ComputeChecksums, LockCells
 

@@ -122,7 +122,7 @@ class ShellModule(torch.nn.Module):
     """A local mirror of the student's module: same tree, attributes and weights; forward runs remotely."""
 
     @classmethod
-    def build(cls, session, description: dict) -> "ShellModule":
+    def build(cls, session: Any, description: dict) -> "ShellModule":
         tree = description["tree"]
         shells: dict[str, torch.nn.Module] = {}
         for path in sorted(tree, key=lambda p: (p.count("."), p) if p else (-1, "")):
@@ -169,7 +169,7 @@ class ShellModule(torch.nn.Module):
             raise remote_error(reply["error"])
         return wire.decode(reply["ok"])
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         if "_remote" not in self.__dict__:
             raise RuntimeError("a submodule of the student's model is run only through the whole model")
         return self._call_remote("__call__", args, kwargs)

@@ -18,6 +18,7 @@ import dataclasses
 import importlib
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -161,7 +162,8 @@ def _load_class(name: str, allowed: set[str] | dict):
     return getattr(importlib.import_module(module), attr)
 
 
-def decode(data: Any, resolve=None, _depth: int = 0, modules: bool = False) -> Any:
+def decode(data: Any, resolve: Callable[[Any], Any] | None = None, _depth: int = 0,
+           modules: bool = False) -> Any:
     """The value `encode` made. `resolve(tagged)` answers the tags "argref" and "paramref".
 
     Modules are built only with `modules=True`: the worker rebuilds the grader's arguments;

@@ -60,7 +60,7 @@ def _poisoned_code(func, name: str):
     return _stub.__code__.replace(co_consts=consts, co_name=func.__code__.co_name)
 
 
-def block_reference(obj, name: str) -> None:
+def block_reference(obj: Any, name: str) -> None:
     """Make `obj` raise ReferenceCalled wherever the student's code reaches it."""
     module = inspect.getmodule(obj)
     if inspect.isclass(obj):
@@ -191,7 +191,7 @@ class Child:
         self.ns = namespace
         self.handles: dict[int, Any] = {}
 
-    def describe_module(self, module) -> dict:
+    def describe_module(self, module: Any) -> dict:
         import torch
 
         handle = len(self.handles) + 1
