@@ -4,6 +4,10 @@ Each function draws on an `ax` (made for you when left out) and returns it, so a
 notebook cell can place several plots side by side. Images may be a `PIL.Image`, a
 numpy array (H, W) or (H, W, C), or a torch tensor (C, H, W) or (H, W); see `as_array`.
 
+Interactive figures (notebooks 01-03, 05-07): `figure_widget` redraws a figure when its
+controls change; `figure_image` shows a figure as an image widget at its natural pixel
+size and `control_row` puts controls side by side without squeezing their sliders.
+
 Used by notebooks 01, 02, 03, 05, 06, 07, 08 and 10.
 """
 
@@ -182,12 +186,44 @@ def show_at_natural_size(image: Any) -> None:
     image.layout.max_width = "100%"
 
 
-def figure_widget(draw: Callable[..., Any], figsize: tuple[float, float] = (4, 4), **controls: Any) -> Any:
+def figure_image(fig: Any, image: Any = None) -> Any:
+    """A matplotlib figure as a PNG `widgets.Image` shown at its natural pixel size.
+
+    Never stretched by a wide output area (a stretched PNG is blurred, and can be taller
+    than the screen); shrunk to fit a narrow one. Pass `image` to redraw into a widget
+    already on the page (what a control's callback does); returns the widget.
+    """
+    import ipywidgets as widgets
+
+    image = widgets.Image(format="png") if image is None else image
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    image.value = buffer.getvalue()
+    show_at_natural_size(image)
+    return image
+
+
+def control_row(*controls: Any) -> Any:
+    """Controls side by side in a `widgets.HBox` that wraps to a new line when the window
+    is too narrow for them, instead of squeezing their slider tracks to nothing (a row of
+    three default-width controls needs about 900 px). Each description keeps its own width.
+    """
+    import ipywidgets as widgets
+
+    for control in controls:
+        control.style.description_width = "initial"
+    return widgets.HBox(list(controls), layout=widgets.Layout(flex_flow="row wrap"))
+
+
+def figure_widget(draw: Callable[..., Any], figsize: tuple[float, float] = (4, 4), side_by_side: bool = False,
+                  **controls: Any) -> Any:
     """Controls (name -> ipywidget) above a figure that `draw(fig, **values)` redraws on change.
 
     The figure is a bare `matplotlib.figure.Figure` rendered to PNG into a
-    `widgets.Image`: no pyplot, no Output widget (whose output capture can stall
-    nbclient/nbval when a notebook runs headless). Returns the `widgets.VBox`.
+    `widgets.Image` at its natural size (`figure_image`): no pyplot, no Output widget
+    (whose output capture can stall nbclient/nbval when a notebook runs headless). The
+    controls stand one per line, or with `side_by_side` in a `control_row`. Returns the
+    `widgets.VBox`.
     """
     import ipywidgets as widgets
     from matplotlib.figure import Figure
@@ -197,15 +233,13 @@ def figure_widget(draw: Callable[..., Any], figsize: tuple[float, float] = (4, 4
     def update(_=None):
         fig = Figure(figsize=figsize)
         draw(fig, **{name: control.value for name, control in controls.items()})
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", bbox_inches="tight")
-        image.value = buffer.getvalue()
-        show_at_natural_size(image)
+        figure_image(fig, image)
 
     for control in controls.values():
         control.observe(update, names="value")
     update()
-    return widgets.VBox([*controls.values(), image])
+    shown = [control_row(*controls.values())] if side_by_side else list(controls.values())
+    return widgets.VBox([*shown, image])
 
 
 def show_attention(image: Any, heatmap: Any, ax: Axes | None = None, title: str | None = None,

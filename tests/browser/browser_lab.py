@@ -6,7 +6,8 @@ the system's Chromium through Playwright (no browser download). `run_notebook` o
 notebook, runs all cells and returns what the page shows; `problems` turns that into
 sentences (error outputs, missing check panels, widgets shown as text); `try_widgets`
 changes every control of every widget and says which did not change its figure;
-`console_problems` keeps the browser console's errors.
+`console_problems` keeps the browser console's errors; `layout_problems` measures the
+widgets in a laptop-sized window and in a wide one.
 """
 
 from __future__ import annotations
@@ -197,9 +198,9 @@ class Page:
         return self.page.evaluate(script, arg)
 
 
-def open_notebook(browser, lab: Lab, name: str, timeout: float = 120.0) -> Page:
-    """A new tab with `name` (relative to lab.root) open and its kernel idle."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def open_notebook(browser, lab: Lab, name: str, timeout: float = 120.0, viewport: dict | None = None) -> Page:
+    """A new tab with `name` (relative to lab.root) open and its kernel idle (1400 x 1000 px by default)."""
+    context = browser.new_context(viewport=viewport or {"width": 1400, "height": 1000})
     tab = Page(context.new_page())
     tab.page.on("console", lambda m: m.type == "error" and tab.console.append(f"console error: {m.text}"))
     tab.page.on("pageerror", lambda e: tab.console.append(f"page error: {e}"))
@@ -434,6 +435,81 @@ def _change(control) -> str | None:
         handle.press("Home")
     after = readout.inner_text().strip()
     return None if after == before else f"{before} -> {after}"
+
+
+# ---- widget layout -------------------------------------------------------------------------
+
+# A laptop window with JupyterLab's file browser open, where a row of controls is tight,
+# and a wide screen with the sidebar closed, where a stretched image shows
+NARROW = {"width": 1024, "height": 768}
+WIDE = {"width": 1920, "height": 1080}
+MIN_TRACK_PX = 100  # a slider track narrower than this is hard to drag; 0 is no track at all
+
+MEASURE = """() => {
+  const found = {sliders: [], images: [], sidebar: 0, height: window.innerHeight};
+  const left = document.querySelector('#jp-left-stack');
+  found.sidebar = left ? left.getBoundingClientRect().width : 0;
+  window.jupyterapp.shell.currentWidget.content.widgets.forEach((cell, index) => {
+    for (const node of cell.node.querySelectorAll('.jp-OutputArea-output')) {
+      if (!node.querySelector('.jupyter-widgets')) continue;
+      for (const slider of node.querySelectorAll('.widget-slider')) {
+        const track = slider.querySelector('.slider-container') || slider.querySelector('.noUi-target');
+        found.sliders.push({index, label: (slider.querySelector('.widget-label') || {}).textContent || '',
+                            track: track ? track.getBoundingClientRect().width : 0});
+      }
+      for (const img of node.querySelectorAll('img')) {
+        const r = img.getBoundingClientRect();
+        found.images.push({index, width: r.width, height: r.height, natural: img.naturalWidth});
+      }
+    }
+  });
+  return found;
+}"""
+
+
+def _measure(tab: Page, viewport: dict, sidebar: bool) -> dict:
+    tab.page.set_viewport_size(viewport)
+    tab.js("""open => { const shell = window.jupyterapp.shell;
+                       if (open) { window.jupyterapp.commands.execute('filebrowser:activate'); }
+                       else { shell.collapseLeft(); } }""", sidebar)
+    time.sleep(1.0)  # let the layout settle
+    return tab.js(MEASURE)
+
+
+def layout_problems(tab: Page) -> list[str]:
+    """The widgets of a notebook that ran, measured twice: at NARROW with the file browser
+    open, every slider keeps a track of at least MIN_TRACK_PX; at WIDE with the sidebar
+    closed, no widget image is drawn wider than its own pixels (stretched, hence blurred)
+    or taller than the window. One sentence per problem."""
+    found = []
+    narrow = _measure(tab, NARROW, sidebar=True)
+    if narrow["sidebar"] < 150:
+        found.append(f"the file browser did not open at {NARROW['width']} px (sidebar {narrow['sidebar']:.0f} px)")
+    for s in narrow["sliders"]:
+        if s["track"] < MIN_TRACK_PX:
+            found.append(f"cell {s['index']}: at {NARROW['width']} px with the file browser open, the slider "
+                         f"{s['label'].strip()!r} has a {s['track']:.0f} px track (at least {MIN_TRACK_PX} px wanted)")
+    wide = _measure(tab, WIDE, sidebar=False)
+    for im in wide["images"]:
+        if im["natural"] and im["width"] > im["natural"] + 1:
+            found.append(f"cell {im['index']}: at {WIDE['width']} px a widget image of {im['natural']} px is drawn "
+                         f"{im['width']:.0f} px wide ({im['width'] / im['natural']:.1f}x, blurred)")
+        if im["height"] > wide["height"]:
+            found.append(f"cell {im['index']}: a widget image is {im['height']:.0f} px tall, taller than the "
+                         f"{wide['height']} px window")
+    return found
+
+
+def check_layout(browser, lab: Lab, notebook: Path, timeout: float = 300.0) -> list[str]:
+    """Run a copy of `notebook` (outputs removed) in a NARROW window; its `layout_problems`."""
+    name = copy_without_outputs(notebook, lab.root).name
+    tab = open_notebook(browser, lab, name, viewport=NARROW)
+    try:
+        run_all(tab, timeout)
+        return layout_problems(tab)
+    finally:
+        tab.page.context.close()
+        lab.shutdown_kernels()
 
 
 # ---- screenshots ---------------------------------------------------------------------------
