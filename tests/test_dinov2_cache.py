@@ -183,3 +183,14 @@ def test_convert_dinov2_into_an_unwritable_cache_says_so(tmp_path, capsys):
     blocker.write_text("")
     assert main(["convert-dinov2", "--cache-dir", str(blocker)]) == 1
     assert f"{blocker} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_cache_without_its_manifest_is_rebuilt(tmp_path, conversions):
+    """An interrupted write, or a cache written by an older vit_course: trusted by presence no more."""
+    dinov2.load_dinov2(cache_dir=tmp_path)
+    cache = dinov2.dinov2_cache_path(tmp_path)
+    (cache / dinov2.MANIFEST_NAME).unlink()
+    assert "no MANIFEST.json" in dinov2.cache_problem(cache)
+    with pytest.warns(UserWarning, match="rebuilding the DINOv2 cache"):
+        dinov2.load_dinov2(cache_dir=tmp_path)
+    assert len(conversions) == 2 and dinov2.cache_problem(cache) is None
