@@ -130,6 +130,16 @@ def test_truncated_npz_names_its_path_and_the_fix(tmp_path, monkeypatch):
         data.load_fashion_mnist("test")
 
 
+def test_truncated_heldout_indices_name_their_path_and_the_fix(tmp_path, monkeypatch):
+    folder = tmp_path / "fashion_mnist"
+    folder.mkdir()
+    np.savez(folder / "heldout.npz", indices=np.arange(5000))
+    (folder / "heldout.npz").write_bytes((folder / "heldout.npz").read_bytes()[:300])
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path)
+    with pytest.raises(ValueError, match=r"heldout\.npz cannot be read .*git checkout -- data/"):
+        data.fashion_mnist_indices("heldout")
+
+
 def test_truncated_json_names_its_path_and_the_fix(tmp_path, monkeypatch):
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "imagenet.json").write_text(json.dumps(["a", "b"])[:5])
