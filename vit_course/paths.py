@@ -7,7 +7,9 @@ on first use (the converted DINOv2 weights). Every file the course writes goes t
 `atomic_write`, every folder through `atomic_folder`, so an interrupted run never leaves
 half a file behind. Every weight or JSON file the course reads goes through
 `read_safetensors` / `read_json`, which name the file and the command that fixes it when
-the file is empty, truncated or holds non-finite weights.
+the file is empty, truncated or holds non-finite weights; `check_model_folder` does both for
+a `save_pretrained` folder before transformers reads it (transformers' own messages name
+no file, or no fix).
 
 Every file shipped in `data/` has its size and SHA-256 recorded in `data/MANIFEST.json`;
 `verify_shipped` checks a file (or a folder's files) against that record when the course
