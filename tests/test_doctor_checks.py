@@ -159,7 +159,7 @@ def test_a_broken_dinov2_cache_is_reported_and_fails_strict(tmp_path):
 
     cache = dinov2.save_dinov2_cache(tiny_dinov2())  # into the private VIT_COURSE_CACHE
     report, text = _run()
-    assert not any("dinov2" in w for w in report.warnings) and f"converted, " in text
+    assert not any("dinov2" in w for w in report.warnings) and "converted, " in text
     weights = cache / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     report, text = _run()
