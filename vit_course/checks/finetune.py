@@ -53,7 +53,7 @@ def check_freeze_backbone(fn) -> str:
     for layers in (2, 3):
         model = tiny_vit_classifier(num_hidden_layers=layers)
         case = f"a ViTForImageClassification with {layers} layers"
-        returned = learner_call(fn, model, case=case, names=("model",))
+        returned = learner_call(fn, model, case=case, names=("model",), grad=True)  # grad: a leaked no_grad shows
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         head = [n for n, _ in model.named_parameters() if n.startswith("classifier.")]
         frozen_head = [n for n in head if n not in trainable]
@@ -153,7 +153,7 @@ def check_layerwise_lr_groups(fn) -> str:
     for layers, base_lr, decay in LR_CASES:
         model = tiny_vit_classifier(num_hidden_layers=layers)
         case = f"a ViTForImageClassification with {layers} layers, base_lr={base_lr:g}, decay={decay:g}"
-        groups = learner_call(fn, model, base_lr, decay, case=case, names=("model",))
+        groups = learner_call(fn, model, base_lr, decay, case=case, names=("model",), grad=True)
         try:
             lrs = _lr_of(groups, model)
         except CheckFailure as e:
