@@ -21,6 +21,9 @@ from vit_course import checks
 from vit_course.attention import MultiHeadSelfAttention, scaled_dot_product_attention
 from vit_course.block import TransformerBlock
 from vit_course.checks import compare
+from vit_course.checks.clip import check_clip_loss
+from vit_course.checks.mae import check_random_masking
+from vit_course.checks.swin import check_shifted_window_mask, check_window_partition
 from vit_course.cost import vit_forward_flops
 from vit_course.patches import conv_to_linear_weight, patchify
 
@@ -230,6 +233,11 @@ REFERENCES = [
     (checks.check_vit_flops, "vit_course.cost", "vit_forward_flops"),
     (checks.check_shift_images, "vit_course.robustness", "shift_images"),
     (checks.check_shuffle_patches, "vit_course.robustness", "shuffle_patches"),
+    # notebooks 09 and 10
+    (check_window_partition, "vit_course.swin", "window_partition"),
+    (check_shifted_window_mask, "vit_course.swin", "shifted_window_mask"),
+    (check_random_masking, "vit_course.mae", "random_masking"),
+    (check_clip_loss, "vit_course.clip", "clip_loss"),
 ]
 
 

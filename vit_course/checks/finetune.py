@@ -18,6 +18,8 @@ Used by notebook 06.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,7 +27,12 @@ from vit_course.finetune import HEAD_PREFIXES, freeze_backbone, layer_id, layerw
 
 from .compare import CheckFailure, check, fmt_num, learner_call
 
-def tiny_vit_classifier(num_hidden_layers: int = 2, num_labels: int = 5, seed: int = 0):
+if TYPE_CHECKING:
+    from transformers import ViTForImageClassification
+
+
+def tiny_vit_classifier(num_hidden_layers: int = 2, num_labels: int = 5,
+                        seed: int = 0) -> ViTForImageClassification:
     """A small random `transformers.ViTForImageClassification`, the same on every call."""
     from transformers import ViTConfig, ViTForImageClassification
 
@@ -48,7 +55,7 @@ def _names(names: list[str], limit: int = 4) -> str:
 
 
 @check("freeze_backbone", reference="vit_course.finetune:freeze_backbone")
-def check_freeze_backbone(fn) -> str:
+def check_freeze_backbone(fn: Callable[..., Any]) -> str:
     """`fn(model)` on an HF `ViTForImageClassification`: only `classifier.*` stays trainable."""
     for layers in (2, 3):
         model = tiny_vit_classifier(num_hidden_layers=layers)
@@ -148,7 +155,7 @@ LR_MISTAKES = [
 
 
 @check("layerwise_lr_groups", reference="vit_course.finetune:layerwise_lr_groups")
-def check_layerwise_lr_groups(fn) -> str:
+def check_layerwise_lr_groups(fn: Callable[..., Any]) -> str:
     """`fn(model, base_lr, decay) -> param groups`: each parameter's lr as `layerwise_lr_groups` gives it."""
     for layers, base_lr, decay in LR_CASES:
         model = tiny_vit_classifier(num_hidden_layers=layers)

@@ -18,7 +18,7 @@ silent. Calls made while a check runs stay silent too and do not count as the fi
     to_patches = use_or_reference(result, patchify, vit_course.patches.patchify)
     tokens = to_patches(images, 16)  # shows, once, your patchify next to the reference
 
-Checks refuse what it returns ("this is vit_course's reference"). Used by notebooks 01-08.
+Checks refuse what it returns ("this is vit_course's reference"). Used by notebooks 01-10.
 """
 
 from __future__ import annotations
