@@ -155,8 +155,9 @@ def test_backward_can_be_turned_off_for_remote_modules():
         (lambda: torch.set_default_dtype(torch.float64), "default dtype float32 -> float64"),
         (lambda: torch.set_num_threads(max(1, torch.get_num_threads() + 1)), "number of threads"),
         (lambda: torch.use_deterministic_algorithms(True), "deterministic algorithms"),
+        (lambda: torch.set_default_device("meta"), "default device cpu -> meta (torch.set_default_device)"),
     ],
-    ids=["dtype", "threads", "deterministic"],
+    ids=["dtype", "threads", "deterministic", "device"],
 )
 def test_a_changed_global_setting_fails_and_is_put_back(change, words):
     before = compare._global_state()
