@@ -3,8 +3,8 @@
 The course's style: each graded exercise is introduced by a heading
 `### Exercise N (P points): ...`, numbered from 1 in the order of the notebook, whose P
 is the `points` of the nbgrader check cell that grades it; and a `## Exercises` section
-of open problems, "not graded". Not listed yet, as they belong to another change:
-notebooks 03 and 04 (headings "Exercise (a)"), and 02 for the open problems.
+of open problems, "not graded". Not listed yet, as it belongs to another change:
+notebook 04 (headings "Exercise (a)").
 """
 
 import re
@@ -14,9 +14,9 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ["01_patching", "02_position_embeddings", "05_pretrained_inference", "06_fine_tuning",
+NOTEBOOKS = ["01_patching", "02_position_embeddings", "03_attention", "05_pretrained_inference", "06_fine_tuning",
              "07_attention_visualization", "08_vit_vs_cnn", "09_vit_family", "10_mae_and_clip"]
-WITH_OPEN_PROBLEMS = [name for name in NOTEBOOKS if name != "02_position_embeddings"]
+WITH_OPEN_PROBLEMS = NOTEBOOKS
 HEADING = re.compile(r"^### Exercise (\S+) \((\d+) points?\): \S", re.MULTILINE)
 ANY_HEADING = re.compile(r"^#+ Exercise\b.*$", re.MULTILINE)
 
