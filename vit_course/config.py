@@ -5,7 +5,7 @@
 differ from other libraries and matter for exact parity: `layer_norm_eps=1e-12` (timm
 uses 1e-6, `nn.LayerNorm` 1e-5) and `hidden_act="gelu"`, the exact erf GELU.
 
-Used by notebooks 01 and 08.
+Used by notebooks 01, 03, 04 and 08.
 """
 
 from __future__ import annotations
