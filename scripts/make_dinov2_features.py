@@ -49,6 +49,8 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     model, processor = load_dinov2(), load_dinov2_processor()
+    if processor.crop_size["height"] != RESOLUTION:
+        raise SystemExit(f"the DINOv2 processor crops to {processor.crop_size}, expected {RESOLUTION} x {RESOLUTION}")
     args.out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "test"):
         start = time.perf_counter()
