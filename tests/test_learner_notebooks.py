@@ -245,7 +245,8 @@ def test_execute_notebook_runs_like_nbval(tmp_path, monkeypatch):
         v4.new_code_cell("1 + 1", metadata={"tags": ["keep"]}),
     ])
     path = write(nb, tmp_path / "run_here" / "nb.ipynb")
-    execute.execute_notebook(path, timeout=60)
+    _, slow = execute.execute_notebook(path, timeout=60)
+    assert slow == []
     out = nbformat.read(path, as_version=4)
     assert out.cells[0].outputs[0]["text"] == "1 run_here\n"
     assert out.cells[1].outputs[0]["text"] == "old\n"  # not run, outputs kept
@@ -253,3 +254,21 @@ def test_execute_notebook_runs_like_nbval(tmp_path, monkeypatch):
     assert out.cells[3].outputs[0]["data"]["text/plain"] == "2"
     assert [c.metadata.get("tags") for c in out.cells] == [None, None, None, ["keep"]]
     assert all("execution" not in c.metadata for c in out.cells)
+
+
+def test_execute_notebook_names_the_slow_cells_that_show_no_progress_bar(tmp_path):
+    """A cell over the limit without a bar is named; one with tqdm's widget bar or its text bar is not."""
+    execute = load_tool("execute_notebooks")
+    v4 = nbformat.v4
+    nb = v4.new_notebook(cells=[
+        v4.new_code_cell("import sys, time\nimport tqdm, tqdm.auto"),
+        v4.new_code_cell("time.sleep(1.5)"),
+        v4.new_code_cell("for _ in tqdm.auto.tqdm(range(3)):\n    time.sleep(0.5)"),
+        v4.new_code_cell("for _ in tqdm.tqdm(range(3), file=sys.stderr):\n    time.sleep(0.5)"),
+        v4.new_code_cell("1 + 1"),
+    ])
+    path = write(nb, tmp_path / "nb.ipynb")
+    executed, slow = execute.execute_notebook(path, timeout=60, write=False, slow_s=1.0)
+    assert [index for index, _ in slow] == [1], slow
+    assert slow[0][1] >= 1.5
+    assert all("execution" not in cell.metadata for cell in executed.cells), "timings must not be stored"

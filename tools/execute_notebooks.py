@@ -9,7 +9,9 @@ working directory (the notebook's folder), same environment (`HF_HUB_OFFLINE=1` 
 markers: a cell marked `# NBVAL_SKIP` (or tagged `nbval-skip`) is not run and keeps its
 outputs; one marked `# NBVAL_RAISES_EXCEPTION` (or tagged `raises-exception`) may raise.
 tqdm is left on: cells that show progress bars should carry `# NBVAL_IGNORE_OUTPUT`.
-No timings are recorded in cell metadata; widget state is stored as nbconvert does (its
+A cell that ran longer than `--slow` seconds (5) without showing a progress bar is named
+at the end and the exit status is 1 with `--strict-progress`: a learner should never watch
+a silent cell. No timings are recorded in cell metadata; widget state is stored as nbconvert does (its
 model ids change from run to run, outside what nbval compares). Each notebook is written
 atomically, and only when every cell ran.
 """
@@ -20,6 +22,7 @@ import argparse
 import os
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -33,6 +36,8 @@ SKIP_MARKERS, SKIP_TAGS = ("NBVAL_SKIP",), ("nbval-skip",)
 RAISES_MARKERS, RAISES_TAGS = ("NBVAL_RAISES_EXCEPTION",), ("raises-exception", "nbval-raises-exception")
 # the tags nbclient itself understands
 NBCLIENT_SKIP, NBCLIENT_RAISES = "skip-execution", "raises-exception"
+SLOW_CELL_S = 5.0
+PROGRESS_MODELS = {"FloatProgressModel", "IntProgressModel"}
 
 
 def _marked(cell, markers: tuple[str, ...], tags: tuple[str, ...]) -> bool:
@@ -58,8 +63,9 @@ def kernel_manager():
     return AsyncKernelManager(kernel_name=CURRENT_ENV_KERNEL, kernel_spec_manager=CurrentEnvKernelSpecManager())
 
 
-def execute_notebook(path: Path | str, timeout: int = 300, write: bool = True):
-    """Run every code cell of `path` in a fresh kernel; returns the executed notebook."""
+def execute_notebook(path: Path | str, timeout: int = 300, write: bool = True, slow_s: float = SLOW_CELL_S):
+    """Run every code cell of `path` in a fresh kernel; returns the executed notebook and
+    its cells that ran over slow_s seconds without a progress bar, as (index, seconds)."""
     from nbclient import NotebookClient
 
     path = Path(path)
@@ -82,38 +88,78 @@ def execute_notebook(path: Path | str, timeout: int = 300, write: bool = True):
         nb,
         km=kernel_manager(),
         timeout=timeout,
-        record_timing=False,
+        record_timing=True,  # read by silent_slow_cells, removed before writing
         store_widget_state=True,  # nbclient's Output-widget hook fails without it
         resources={"metadata": {"path": str(path.parent.resolve())}},
     )
     client.execute()
+    slow = silent_slow_cells(nb, slow_s)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
     for cell, tag, had_tags in reversed(added):
         cell.metadata["tags"].remove(tag)
         if not had_tags and not cell.metadata["tags"]:
             del cell.metadata["tags"]
     if write:
         write_text_atomically(path, notebook_text(nb))
-    return nb
+    return nb, slow
+
+
+def _seconds(cell) -> float:
+    """How long a cell ran, from the timings nbclient records (0 when it has none)."""
+    timing = cell.metadata.get("execution", {})
+    start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+    if not (start and end):
+        return 0.0
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def shows_progress(cell, widget_state: dict) -> bool:
+    """A tqdm bar in the cell's outputs: a widget box holding a progress bar, or tqdm's text."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream" and any(rate in output.get("text", "") for rate in ("it/s]", "s/it]")):
+            return True
+        view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+        if not view:
+            continue
+        model = widget_state.get(view.get("model_id"), {})
+        children = [c.removeprefix("IPY_MODEL_") for c in model.get("state", {}).get("children", [])]
+        if any(widget_state.get(c, {}).get("model_name") in PROGRESS_MODELS for c in children):
+            return True
+    return False
+
+
+def silent_slow_cells(nb, slow_s: float = SLOW_CELL_S) -> list[tuple[int, float]]:
+    """(cell index, seconds) of code cells that ran longer than slow_s without a progress bar."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    return [(i, round(_seconds(c), 1)) for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and _seconds(c) > slow_s and not shows_progress(c, state)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path, help="notebooks to execute in place")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per cell (nbval's --nbval-cell-timeout in make test)")
+    parser.add_argument("--strict-progress", action="store_true",
+                        help=f"exit 1 when a cell ran over {SLOW_CELL_S:.0f} s without a progress bar")
     args = parser.parse_args(argv)
     from nbclient.exceptions import CellExecutionError
 
-    failed = 0
+    failed = silent = 0
     for path in args.paths:
         start = time.perf_counter()
         try:
-            execute_notebook(path, timeout=args.timeout)
+            _, slow = execute_notebook(path, timeout=args.timeout)
         except CellExecutionError as e:
             failed += 1
             print(f"FAIL {path}: a cell raised\n{e}", file=sys.stderr)
             continue
         print(f"ran  {path} in {time.perf_counter() - start:.0f} s")
-    return 1 if failed else 0
+        for index, seconds in slow:
+            silent += 1
+            print(f"slow {path}: cell {index} ran {seconds} s without a progress bar "
+                  "(pass progress=True, or wrap its loop in tqdm.auto.tqdm)", file=sys.stderr)
+    return 1 if failed or (silent and args.strict_progress) else 0
 
 
 if __name__ == "__main__":
