@@ -257,7 +257,8 @@ def test_execute_notebook_runs_like_nbval(tmp_path, monkeypatch):
 
 
 def test_execute_notebook_names_the_slow_cells_that_show_no_progress_bar(tmp_path):
-    """A cell over the limit without a bar is named; one with tqdm's widget bar or its text bar is not."""
+    """A cell over the limit without a bar is named; one with tqdm's widget or text bar, or an
+    HTML <progress> (the Trainer's), is not."""
     execute = load_tool("execute_notebooks")
     v4 = nbformat.v4
     nb = v4.new_notebook(cells=[
@@ -265,6 +266,8 @@ def test_execute_notebook_names_the_slow_cells_that_show_no_progress_bar(tmp_pat
         v4.new_code_cell("time.sleep(1.5)"),
         v4.new_code_cell("for _ in tqdm.auto.tqdm(range(3)):\n    time.sleep(0.5)"),
         v4.new_code_cell("for _ in tqdm.tqdm(range(3), file=sys.stderr):\n    time.sleep(0.5)"),
+        v4.new_code_cell("from IPython.display import HTML, display\n"
+                         "display(HTML('<progress value=1 max=3></progress>'))\ntime.sleep(1.5)"),
         v4.new_code_cell("1 + 1"),
     ])
     path = write(nb, tmp_path / "nb.ipynb")

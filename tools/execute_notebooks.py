@@ -115,9 +115,12 @@ def _seconds(cell) -> float:
 
 
 def shows_progress(cell, widget_state: dict) -> bool:
-    """A tqdm bar in the cell's outputs: a widget box holding a progress bar, or tqdm's text."""
+    """A progress bar in the cell's outputs: tqdm's widget box or text, or an HTML <progress>
+    (transformers' Trainer shows its bar that way in a notebook)."""
     for output in cell.get("outputs", []):
         if output.get("output_type") == "stream" and any(rate in output.get("text", "") for rate in ("it/s]", "s/it]")):
+            return True
+        if "<progress" in "".join(output.get("data", {}).get("text/html", "")):
             return True
         view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
         if not view:
