@@ -149,4 +149,5 @@ def test_label_lists():
 
 def test_data_folder_stays_small():
     total = sum(f.stat().st_size for f in DATA_DIR.rglob("*") if f.is_file())
-    assert total < 15e6, f"data/ holds {total / 1e6:.1f} MB, budget 15 MB"
+    # the project's own budget, well inside the 40 MB a clone may carry
+    assert total < 20e6, f"data/ holds {total / 1e6:.1f} MB, budget 20 MB"
