@@ -15,34 +15,36 @@
 
 Data: the shipped 6000-image training subset (`data/fashion_mnist/train.npz`), so anyone can
 rerun this; figures are measured on the official 10k test split, never used to choose
-anything. A model folder that exists is not replaced without `--overwrite`; it is written to
-a temporary folder and swapped in, so there is never half a model.
+anything.
 
-    python scripts/train_family.py --model swin --threads 1
-    python scripts/train_family.py --model mae --threads 1 --overwrite
+Where the models go is `vit_course.runs`, as for `scripts/train_fashion.py`: a new folder
+`runs/<time>/` by default; `--ship` replaces the model in `data/models/` and records it in
+`data/MANIFEST.json`; a model folder already in `--out-dir` is replaced only with
+`--overwrite`. Arguments are checked before training (a bad one: status 2); a loss or
+weights that become NaN or infinite stop the run, nothing is saved, status 1.
+
+    python scripts/train_family.py --model swin --threads 1           # into runs/<time>/
+    python scripts/train_family.py --model mae --threads 1 --ship     # replace the shipped MAE
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import platform
-import shlex
-import shutil
 import sys
-import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from vit_course.data import FASHION_MNIST_LABELS, load_fashion_mnist, to_model_input  # noqa: E402
-from vit_course.paths import DATA_DIR, atomic_write  # noqa: E402
+from vit_course import runs
+from vit_course.cost import count_parameters
+from vit_course.data import FASHION_MNIST_LABELS, load_fashion_mnist, to_model_input
+from vit_course.train import TrainingDiverged
+from vit_course.validation import integer
 
 OUT_NAMES = {"swin": "swin-tiny-fashion", "mae": "mae-tiny-fashion", "clip": "clip-tiny-fashion"}
 
@@ -68,14 +70,19 @@ TRAIN_TEMPLATES, HELDOUT_TEMPLATES = TEMPLATES[:6], TEMPLATES[6:]
 CLASS_WORDS = [name.lower().replace("/", " or ").replace("-", " ") for name in FASHION_MNIST_LABELS]
 
 
-def command() -> str:
-    return "python scripts/train_family.py " + shlex.join(sys.argv[1:])
-
-
-def cosine_lr(optimizer, step: int, total: int, peak: float, warmup: int) -> None:
+def cosine_lr(optimizer: torch.optim.Optimizer, step: int, total: int, peak: float, warmup: int) -> None:
+    """Linear warmup, then cosine to 0: transformers' `get_cosine_schedule_with_warmup`, but
+    computed as the shipped runs computed it (the library's float rounding differs in the last
+    bit on about a fifth of the steps, which changes every later weight)."""
     lr = peak * step / warmup if step < warmup else 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def check_loss(loss: torch.Tensor, kind: str, step: int) -> None:
+    """Stop before the update when the loss is NaN or infinite (as `vit_course.train.fit` does)."""
+    if not math.isfinite(loss.item()):
+        raise TrainingDiverged(f"{kind}: the loss is {loss.item()} at step {step + 1}")
 
 
 def gray(images: torch.Tensor) -> torch.Tensor:
@@ -116,6 +123,7 @@ def train_swin(hp: dict, seed: int) -> tuple[torch.nn.Module, dict]:
             xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
             cosine_lr(optimizer, step, total, hp["lr"], warmup=total // 20)
             loss = F.cross_entropy(model(pixel_values=xb).logits, labels[idx], label_smoothing=0.1)
+            check_loss(loss, "swin", step)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -182,6 +190,7 @@ def train_mae(hp: dict, seed: int) -> tuple[torch.nn.Module, dict]:
             cosine_lr(optimizer, step, total, hp["lr"], warmup=total // 20)
             noise = torch.rand(len(idx), model.config.image_size ** 2 // hp["patch_size"] ** 2, generator=g)
             loss = model(pixel_values=x[idx], noise=noise).loss
+            check_loss(loss, "mae", step)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -230,7 +239,7 @@ def probe_accuracies(hf_mae, hp: dict, seed: int) -> dict:
     encoders = {
         "mae_pretrained": (MaskedAutoencoder.from_hf(hf_mae), 1),
         "random_init": (MaskedAutoencoder.from_hf(random_mae), 1),
-        "supervised_vit": (VisionTransformer.from_hf(DATA_DIR / "models" / "vit-tiny-fashion"), 3),
+        "supervised_vit": (VisionTransformer.from_hf(runs.shipped_dir() / "vit-tiny-fashion"), 3),
     }
     out = {}
     for name, (encoder, channels) in encoders.items():
@@ -310,6 +319,7 @@ def train_clip(hp: dict, seed: int):
         image_embeds = features(model.get_image_features(pixel_values=x[idx]))
         text_embeds = features(model.get_text_features(**text))
         loss = clip_loss(image_embeds, text_embeds, model.logit_scale)
+        check_loss(loss, "clip", step)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -364,71 +374,71 @@ def clip_metrics(model, tokenizer) -> dict:
 # writing ---------------------------------------------------------------------------------
 
 
-def write_model_dir(kind: str, model, out: Path, metrics: dict, overwrite: bool) -> None:
-    """Write into a temporary folder next to `out`, then swap it in: never half a model."""
-    if out.exists() and not overwrite:
-        raise SystemExit(f"{out} exists: pass --overwrite to replace it (the shipped model and its metrics.json)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+def save_function(kind: str, model) -> Callable[[Path], None]:
+    """What writes the trained model (and CLIP's tokenizer) into a folder."""
+
+    def save(folder: Path) -> None:
         if kind == "clip":
-            model, tokenizer = model
-            tokenizer.save_pretrained(tmp)
-        model.save_pretrained(tmp)
-        metrics["size_bytes"] = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
-        with atomic_write(tmp / "metrics.json", "w") as f:
-            json.dump(metrics, f, indent=2)
-            f.write("\n")
-        for f in tmp.iterdir():
-            f.chmod(0o644)
-        tmp.chmod(0o755)
-        old = out.with_name(f".{out.name}.old")
-        if out.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    print(f"wrote {out} ({metrics['size_bytes'] / 1e6:.2f} MB)")
+            model[1].save_pretrained(folder)  # the tokenizer
+        (model[0] if kind == "clip" else model).save_pretrained(folder)
+
+    return save
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=sorted(OUT_NAMES), required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="model folder (default: data/models/<name>)")
     parser.add_argument("--epochs", type=int, help="swin and mae: epochs (default in HYPERPARAMETERS)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
-    parser.add_argument("--no-save", action="store_true", help="train and report, write nothing")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    out = args.out or DATA_DIR / "models" / OUT_NAMES[args.model]
-    if out.exists() and not (args.overwrite or args.no_save):
-        raise SystemExit(f"{out} exists: pass --overwrite to replace it (the shipped model and its metrics.json)")
+    runs.add_output_arguments(parser)
+    return parser
+
+
+def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    """Every argument checked before training (status 2); returns the hyperparameters."""
     hp = dict(HYPERPARAMETERS[args.model])
-    if args.epochs is not None:
-        hp["epochs"] = args.epochs
+    try:
+        integer(args.threads, "--threads", minimum=1)
+        if args.epochs is not None:
+            if "epochs" not in hp:
+                raise ValueError(f"--epochs: {args.model} trains for a number of steps ({hp['steps']}), not epochs")
+            hp["epochs"] = integer(args.epochs, "--epochs", minimum=1)
+        runs.resolve_output(args, [OUT_NAMES[args.model]])
+    except ValueError as err:
+        parser.error(str(err))
+    return hp
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    hp = check_args(args, parser)
+    torch.set_num_threads(args.threads)
     start = time.time()
-    model, metrics = {"swin": train_swin, "mae": train_mae, "clip": train_clip}[args.model](hp, args.seed)
-    core = model[0] if isinstance(model, tuple) else model
+    try:
+        model, metrics = {"swin": train_swin, "mae": train_mae, "clip": train_clip}[args.model](hp, args.seed)
+        core = model[0] if isinstance(model, tuple) else model
+        runs.check_finite(core, f"{args.model} after training")
+    except TrainingDiverged as err:
+        print(f"training diverged: {err}. Nothing saved.", file=sys.stderr)
+        return 1
     metrics = {
         "model": args.model,
         **metrics,
-        "num_parameters": sum(p.numel() for p in core.parameters()),
+        "num_parameters": count_parameters(core),
         "train_images": 6000,
         "train_seconds": round(time.time() - start, 1),
         "hyperparameters": {**hp, "seed": args.seed},
-        "command": command(),
+        "command": runs.recorded_command("train_family.py", argv),
         "torch_threads": args.threads,
         "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__,
                      "python": platform.python_version()},
     }
     if not args.no_save:
-        write_model_dir(args.model, model, out, metrics, args.overwrite)
+        runs.write_model_folder(args.out_dir / OUT_NAMES[args.model], core, save_function(args.model, model), metrics)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

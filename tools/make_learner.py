@@ -13,7 +13,9 @@ Solution notebooks use nbgrader's format (`metadata.nbgrader`, schema_version 3)
       raise NotImplementedError("Exercise: <text after BEGIN SOLUTION, else the grade_id>")
   A Markdown solution cell without markers becomes "YOUR ANSWER HERE", as in nbgrader.
 - `### BEGIN HIDDEN TESTS` / `### END HIDDEN TESTS` regions are removed, markers included.
-- everything else is copied: cell ids, types, metadata (nbgrader, tags), notebook metadata.
+- everything else is copied: cell ids, types, metadata (nbgrader, tags), notebook metadata,
+  but for `metadata.jupytext`: the solutions are paired with text sources
+  (notebooks/solutions/NN_x.py, `make sync`), the learner copies are not.
 
 Learner notebooks are executed and committed with their own outputs (see
 tools/execute_notebooks.py): writing keeps the outputs of every cell whose id and source
@@ -184,6 +186,7 @@ def make_learner(solution, path: Path | str = "<notebook>", validate: bool = Tru
     nb = nbformat.v4.new_notebook()
     nb.nbformat, nb.nbformat_minor = solution.nbformat, max(solution.nbformat_minor, 5)
     nb.metadata = copy.deepcopy(solution.metadata)
+    nb.metadata.pop("jupytext", None)  # the pairing with notebooks/solutions/NN_x.py stays with the solution
     for index, cell in enumerate(solution.cells):
         new = copy.deepcopy(cell)
         new.source = learner_source(cell, cell_label(path, index, cell))

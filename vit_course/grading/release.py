@@ -153,6 +153,7 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, ClearSolutions, ComputeChecksums, LockCells
 
     nb = copy.deepcopy(nb)
+    nb.metadata.pop("jupytext", None)  # the solution's pairing with its text source is not the student's
     resources: dict = {}
     for preprocessor in (LockCells(), ClearSolutions(), ClearOutput(), ComputeChecksums(), ClearHiddenTests(),
                          ComputeChecksums()):
