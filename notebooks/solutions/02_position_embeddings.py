@@ -43,9 +43,8 @@ import transformers
 from torch.nn import functional as F
 
 from vit_course import VisionTransformer, plots, position
-from vit_course.checks import use_or_reference
-from vit_course.checks import position as position_checks
-from vit_course.checks.position import check_interpolate_positions, check_sincos_2d
+from vit_course.checks import check_interpolate_positions, check_sincos_2d, use_or_reference
+from vit_course.checks import position as position_checks  # the reference of exercise 2
 from vit_course.data import FASHION_MNIST_LABELS, load_fashion_mnist, to_model_input
 from vit_course.patches import patchify, unpatchify
 from vit_course.paths import DATA_DIR
@@ -445,3 +444,21 @@ print(f"At 56 x 56, without any fine-tuning, the model reaches {accuracy_56 / ac
 #   embedding: none vs 1D vs 2D vs relative, Table 8, and Fig. 10).
 # - Vaswani et al., 2017, *Attention Is All You Need*, Sec. 3.5 (sinusoidal positional encoding).
 # - Oquab et al., 2023, *DINOv2*; He et al., 2022, *Masked Autoencoders* (2D sin-cos embeddings).
+
+# %% [markdown]
+# ## Exercises
+#
+# Open problems, not graded.
+#
+# 1. Train the tiny ViT's architecture from scratch twice with `vit_course.train.fit`, the
+#    same steps and seed: once with its learned position table, once with `pos_embed` fixed
+#    at zero (`model.pos_embed.data.zero_()`, then `model.pos_embed.requires_grad_(False)`).
+#    How much test accuracy do the positions buy on Fashion-MNIST? Compare with the paper's
+#    Appendix D.4 (Table 8).
+# 2. Draw the 1D sin-cos table of section 2 for the $7 \times 7$ grid with
+#    `plots.similarity_grid`, as the 2D table is drawn. Which positions that are far apart
+#    in the image get similar codes, and why?
+# 3. Resize the tiny ViT's $7 \times 7$ table to $14 \times 14$ with `mode="bilinear"` and
+#    `mode="nearest"` instead of bicubic, run the 56 x 56 test images of section 4 through the
+#    blocks with each table (the `encode` function of section 1 shows how to run the blocks
+#    on your own embeddings), and compare the accuracies.

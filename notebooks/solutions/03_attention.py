@@ -37,8 +37,9 @@ import transformers
 from torch import nn
 from torch.nn import functional as F
 
-from vit_course import VisionTransformer, plots
+from vit_course import ViTConfig, VisionTransformer, plots
 from vit_course import attention as reference
+from vit_course.cost import vit_flops_breakdown
 from vit_course.checks import check_multi_head_self_attention, check_scaled_dot_product_attention, use_or_reference
 from vit_course.data import FASHION_MNIST_LABELS, load_fashion_mnist, to_model_input
 from vit_course.hf import load_hf
@@ -75,7 +76,7 @@ print("row sums:", [round(s, 4) for s in weights.sum(dim=-1).tolist()])
 
 
 # %% [markdown]
-# ### Exercise (a): `scaled_dot_product_attention`
+# ### Exercise 1 (2 points): `scaled_dot_product_attention`
 #
 # Write `scaled_dot_product_attention(q, k, v)` returning `(out, weights)`. It must work for
 # any leading dimensions, `(..., N, d)`: a batch `(B, N, d)` and a batch of heads
@@ -286,7 +287,7 @@ print("merge undoes split:", torch.equal(heads.transpose(1, 2).reshape(B, N, D),
 
 
 # %% [markdown]
-# ### Exercise (b): `MultiHeadSelfAttention`
+# ### Exercise 2 (3 points): `MultiHeadSelfAttention`
 #
 # Write the module that HF calls `ViTAttention` (its `ViTSelfAttention` plus the output
 # projection). With `hidden_size` $D$ and `num_heads` $h$:
@@ -294,7 +295,7 @@ print("merge undoes split:", torch.equal(heads.transpose(1, 2).reshape(B, N, D),
 # - `q_proj`, `k_proj`, `v_proj`: `nn.Linear(D, D, bias=qkv_bias)`; `o_proj`: `nn.Linear(D, D)` (always with a bias);
 # - `forward(x)`: `x` `(B, N, D)` -> `(out, weights)` with `out` `(B, N, D)` and the weights of every head `(B, h, N, N)`.
 #
-# Use `attend` (your function from exercise (a), or the reference) inside each head. The
+# Use `attend` (your function from exercise 1, or the reference) inside each head. The
 # check copies the reference's weights into your four projections, so keep those names.
 
 # %% nbgrader={"grade": false, "grade_id": "mhsa_solution", "locked": false, "schema_version": 3, "solution": true}
@@ -369,7 +370,7 @@ print("layers:", len(hf_out.attentions), "| weights per layer:", tuple(hf_out.at
 # `vit_course.hf.load_hf` renames HF's parameters to ours (`blocks.0.attn.q_proj.weight`
 # and so on). Copy layer 0's four projections into your module and feed it what HF's first
 # attention sees: the embeddings after the first LayerNorm. (`MHSA` is your module if it
-# passed its check, else the reference; the line below names it.)
+# passed its check, else the reference, which has the same name; the line below says which.)
 
 # %%
 config, state = load_hf(hf_model)  # our config, HF's weights under our names
@@ -382,7 +383,8 @@ x0 = F.layer_norm(z0, (config.hidden_size,), state["blocks.0.norm1.weight"], sta
 with torch.no_grad():
     _, my_weights = mine(x0)
 diff = (my_weights - hf_out.attentions[0]).abs().max().item()
-print(f"block 0: the weights of {MHSA.__name__} equal HF's (max abs diff < 1e-5):", diff < 1e-5)
+whose = "your MultiHeadSelfAttention" if MHSA is MultiHeadSelfAttention else f"the reference {MHSA.__module__}.{MHSA.__name__}"
+print(f"block 0: the weights of {whose} equal HF's (max abs diff < 1e-5):", diff < 1e-5)
 
 # %% [markdown]
 # And the whole model: `VisionTransformer.from_hf` copies every weight, and
@@ -400,36 +402,39 @@ print("last hidden state equal:", same)
 # %% [markdown]
 # ## 5. What attention costs as $N$ grows
 #
-# Per layer and image, with $N$ tokens of width $D$ (2 FLOPs per multiply-add):
+# Per layer and image, with $T = N + 1$ tokens of width $D$ and an MLP of width $4D$
+# (2 FLOPs per multiply-add, as `vit_course.cost` counts them):
 #
 # | step | FLOPs | memory |
 # |---|---|---|
-# | $q, k, v, o$ projections | $4 \cdot 2 N D^2$ | $O(ND)$ |
-# | scores $QK^\top$ | $2 N^2 D$ | the $h \times N \times N$ weights |
-# | weights $\cdot V$ | $2 N^2 D$ | |
+# | $q, k, v, o$ projections | $4 \cdot 2 T D^2 = 8 T D^2$ | $O(TD)$ |
+# | scores $QK^\top$ | $2 T^2 D$ | the $h \times T \times T$ weights |
+# | weights $\cdot V$ | $2 T^2 D$ | |
+# | MLP, $D \to 4D \to D$ | $2 \cdot 2 T D \cdot 4D = 16 T D^2$ | $O(TD)$ |
 #
-# The projections grow like $N$, attention like $N^2$: attention's FLOPs overtake the
-# projections' when $4N^2D > 8ND^2$, at $N = 2D$. The block also has its MLP, $2 \cdot 2 N D \cdot 4D
-# = 16 N D^2$ more FLOPs that grow like $N$; counting it, attention passes half of the layer's FLOPs
-# only when $4N^2D > 8ND^2 + 16ND^2$, at $N = 6D$ (4,608 tokens for ViT-B, a $1088 \times 1088$
-# image in $16 \times 16$ patches). The weights themselves, $h N^2$ floats
-# per layer, are what the fused kernel avoids storing. For ViT-B ($D = 768$, $h = 12$):
+# The projections and the MLP grow like $T$, attention like $T^2$. Attention's FLOPs
+# overtake the projections' when $4T^2D > 8TD^2$, at $T = 2D$. But the MLP costs twice the
+# projections, so attention is half of a layer's FLOPs only when $4T^2D > 24TD^2$, at
+# $T = 6D$. The weights themselves, $h T^2$ floats per layer, are what the fused kernel
+# avoids storing. The plot shows the three terms for ViT-B ($D = 768$, $h = 12$):
 
 # %%
-D, h = 768, 12
+D, h = 768, 12  # ViT-B
 Ns = torch.tensor([2**i for i in range(4, 15)], dtype=torch.float64)  # 16 ... 16384 tokens
-proj_flops = 8 * Ns * D**2
-attn_flops = 4 * Ns**2 * D
+proj_flops, mlp_flops, attn_flops = 8 * Ns * D**2, 16 * Ns * D**2, 4 * Ns**2 * D
 weights_mib = h * Ns**2 * 4 / 2**20  # fp32, one layer, one image
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-axes[0].loglog(Ns, proj_flops, "o-", label="projections  8 N D²")
-axes[0].loglog(Ns, attn_flops, "s-", label="attention  4 N² D")
-axes[0].axvline(2 * D, color="gray", ls="--", lw=1, label="N = 2D")
-axes[0].set(xlabel="tokens N", ylabel="FLOPs per layer", title="FLOPs per layer (D = 768)")
+axes[0].loglog(Ns, proj_flops, "o-", label="projections  8 T D²")
+axes[0].loglog(Ns, mlp_flops, "^-", label="MLP  16 T D²")
+axes[0].loglog(Ns, proj_flops + mlp_flops, "--", color="gray", label="projections + MLP  24 T D²")
+axes[0].loglog(Ns, attn_flops, "s-", label="attention  4 T² D")
+axes[0].axvline(2 * D, color="gray", ls="--", lw=1, label="T = 2D")
+axes[0].axvline(6 * D, color="black", ls=":", lw=1, label="T = 6D")
+axes[0].set(xlabel="tokens T", ylabel="FLOPs per layer", title="FLOPs per layer (D = 768)")
 axes[0].legend(fontsize=8)
 axes[1].loglog(Ns, weights_mib, "s-", color="tab:red")
-axes[1].set(xlabel="tokens N", ylabel="MiB", title="attention weights per layer (h = 12, fp32)")
+axes[1].set(xlabel="tokens T", ylabel="MiB", title="attention weights per layer (h = 12, fp32)")
 for ax in axes:
     for n, name in ((197, "ViT-B/16 at 224"), (577, "at 384")):
         ax.axvline(n, color="tab:green", lw=0.8)
@@ -437,15 +442,44 @@ for ax in axes:
 fig.tight_layout()
 plt.show()
 
-for n in (197, 577, 4097):
-    share = 4 * n * n * D / (4 * n * n * D + 8 * n * D * D)
-    print(f"N = {n:5d}: attention is {100 * share:4.1f}% of the layer's FLOPs; weights {h * n * n * 4 / 2**20:7.1f} MiB per layer")
+
+# %% [markdown]
+# Where exactly, for a real ViT-B/16? `vit_flops_breakdown` counts every matrix product
+# of the forward pass, the patch embedding included. The cell grows a square image one
+# patch at a time and finds the first size at which attention passes the projections, and
+# the first at which it passes half of the whole forward pass:
+
+# %%
+def attention_shares(image_size, patch_size=16):
+    """Attention's share of (attention + projections) and of the whole forward pass, ViT-B."""
+    flops = vit_flops_breakdown(ViTConfig(image_size=image_size, patch_size=patch_size))
+    attention = flops["attention_scores"] + flops["attention_values"]
+    projections = flops["qkv_projections"] + flops["output_projection"]
+    return attention / (attention + projections), attention / sum(flops.values())
+
+
+vit_b = ViTConfig()  # ViT-B: D = 768, 12 heads, MLP 3072
+D, P = vit_b.hidden_size, 16
+sizes = range(P, 4096 + 1, P)  # square images, one patch more per side each step
+for what, k in (("the projections' FLOPs", 0), ("half of the forward pass", 1)):
+    size = next(s for s in sizes if attention_shares(s)[k] > 0.5)
+    T = (size // P) ** 2 + 1
+    print(f"attention passes {what} at {size} x {size}: T = {T} tokens = {T / D:.2f} D")
+print()
+for size in (224, 384, 1024):
+    T = (size // P) ** 2 + 1
+    vs_proj, vs_all = attention_shares(size)
+    print(f"{size:4d} x {size:<4d} (T = {T:4d}): attention is {vs_proj:5.1%} of attention + projections, "
+          f"{vs_all:5.1%} of the forward pass; weights {h * T * T * 4 / 2**20:5.1f} MiB per layer")
 
 
 # %% [markdown]
-# At ViT-B/16's 197 tokens attention is a small share of the work; high resolutions (4097
-# tokens at 1024 x 1024) make it dominate. Timing the two on this machine (batch 1, 4
-# heads of size 32; the numbers vary from run to run, so nbval ignores this cell):
+# At ViT-B/16's 197 tokens attention is a small share of the work. Even at
+# $1024 \times 1024$ it is still less than half of the forward pass: the MLP and the
+# projections, linear in $T$, remain the bigger cost until about $T = 6D$. What grows
+# fastest is the memory of the weights, which the fused kernel never stores. Timing the
+# two on this machine (batch 1, 4 heads of size 32; the numbers vary from run to run, so
+# nbval ignores this cell):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -533,7 +567,7 @@ plt.show()
 # - Attention is $\mathrm{softmax}(QK^\top/\sqrt{d})\,V$: every query takes a weighted average of the values, weights from query-key dot products.
 # - Unscaled dot products have variance $d$; the softmax then saturates towards one-hot and its gradient vanishes (the table in section 2). Dividing by $\sqrt{d}$ keeps the scores at unit variance.
 # - Multi-head attention is a reshape `(B, N, D) -> (B, N, h, d)` and a transpose to `(B, h, N, d)`; merging is the exact inverse. Reshaping straight to `(B, h, N, d)` has the right shape and the wrong numbers.
-# - Attention costs $O(N^2 D)$ FLOPs and $O(hN^2)$ memory per layer; the projections $O(ND^2)$. Attention's FLOPs pass the projections' at $N = 2D$, and half of the layer's (MLP included) at $N = 6D$.
+# - Attention costs $O(N^2 D)$ FLOPs and $O(hN^2)$ memory per layer; the projections $O(ND^2)$. Attention's FLOPs pass the projections' at about $T = 2D$ tokens, but half of the forward pass (MLP included) only at about $T = 6D$: for ViT-B/16 an image of more than $1024 \times 1024$ (section 5).
 # - Your attention gives the same numbers as `F.scaled_dot_product_attention` and as HF's eager `ViTAttention`.
 #
 # ## Further reading
@@ -549,7 +583,8 @@ plt.show()
 #
 # 1. Add an attention mask to your `scaled_dot_product_attention` (`mask` of shape `(Nq, Nk)`,
 #    `False` = not allowed) and check it against `F.scaled_dot_product_attention(attn_mask=...)`.
-# 2. Measure, for ViT-B's $D = 768$, the share of a layer's FLOPs spent in $QK^\top$ and
-#    $AV$ at $N = 197$, $2D$ and $6D$ with the table of section 5, and plot it against $N$.
+# 2. Find section 5's two crossovers for ViT-S ($D = 384$, `ViTConfig(hidden_size=384,
+#    num_attention_heads=6, intermediate_size=1536)`) and ViT-L ($D = 1024$): do they move with
+#    $D$ as $T = 2D$ and $T = 6D$ predict?
 # 3. Train the tiny ViT for a few hundred steps with and without the $1/\sqrt{d}$ scaling at a
 #    high learning rate and compare the loss curves and the entropy of the attention rows.

@@ -19,6 +19,7 @@
 # **What you will learn**
 #
 # - the pre-norm transformer block, Eq. 2-3 of the paper, and what its residual connections do on real inputs
+# - why pre-norm: a pre-norm and a post-norm ViT trained side by side at a high learning rate
 # - the GELU MLP and the LayerNorm, and the two small details (exact GELU, `eps=1e-12`) that decide exact parity with Hugging Face
 # - what the CLS token pools, compared with mean pooling on the course's trained model
 # - how to assemble a whole ViT from your block, load the course's pretrained weights into it and match HF's logits
@@ -28,6 +29,7 @@
 # %%
 import copy
 import math
+import time
 
 import matplotlib.pyplot as plt
 import torch
@@ -35,15 +37,15 @@ import transformers
 from torch import nn
 from torch.nn import functional as F
 
-from vit_course import VisionTransformer
+from vit_course import ViTConfig, VisionTransformer
 from vit_course import block as reference
 from vit_course.attention import MultiHeadSelfAttention
-from vit_course.checks import check_transformer_block, use_or_reference
-from vit_course.checks.vit import check_vision_transformer
-from vit_course.data import FASHION_MNIST_LABELS, load_fashion_mnist, to_model_input
+from vit_course.checks import check_transformer_block, check_vision_transformer, use_or_reference
+from vit_course.data import FASHION_MNIST_LABELS, load_fashion_mnist, make_loader, to_model_input
 from vit_course.hf import LEGACY, hf_name, load_hf
 from vit_course.patches import PatchEmbedding
 from vit_course.paths import DATA_DIR
+from vit_course.train import fit
 
 transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()  # no "Loading weights" bar in the outputs
@@ -64,11 +66,12 @@ MODEL_DIR = DATA_DIR / "models" / "vit-tiny-fashion"  # the course's ViT, traine
 # \end{aligned}
 # $$
 #
-# Equation (1) is the patch embedding and the CLS token (notebook 01 builds the patch embedding), MSA the attention
-# of notebook 03. This notebook is about (2)-(4): the block, and the head that reads
+# Equation (1) is the patch embedding (notebook 01), the CLS token and the position
+# embeddings (notebook 02); MSA is the attention of notebook 03. This notebook is about (2)-(4): the block, and the head that reads
 # token 0. The block is **pre-norm**: each sub-layer sees a LayerNorm'd copy of the
 # stream $\mathbf{z}$ and *adds* its result back, so $\mathbf{z}$ itself is never normalised
-# inside the encoder (the original Transformer normalised after the sum).
+# inside the encoder (the original Transformer normalised after the sum; section 5 trains
+# both).
 #
 # ## 2. The MLP and its GELU
 #
@@ -126,7 +129,7 @@ for std in (1.0, 0.1, 0.01, 0.001):
 
 
 # %% [markdown]
-# ### Exercise (a): `TransformerBlock`
+# ### Exercise 1 (3 points): `TransformerBlock`
 #
 # Write the pre-norm block of Eq. 2-3 for a `vit_course.ViTConfig`:
 #
@@ -195,7 +198,7 @@ Block = use_or_reference(result, TransformerBlock, reference.TransformerBlock)
 # averaged over 100 test images and all tokens) of the stream entering each block and of
 # the two updates the block adds, in the course's trained ViT
 # (`data/models/vit-tiny-fashion`, 28 x 28 Fashion-MNIST images; its size is printed with
-# the weights in section 7):
+# the weights in section 8):
 
 # %%
 model = VisionTransformer.from_hf(MODEL_DIR)
@@ -233,14 +236,138 @@ plt.show()
 ratio = max(max(a, m) / s for a, m, s in zip(attn_update, mlp_update, stream))
 print(f"the largest update is {ratio:.2f} times the norm of the stream it is added to")
 
+
 # %% [markdown]
 # Each block writes a correction into a stream that carries everything computed so far;
 # nothing is overwritten, and a block that has nothing to add can output (close to) zero.
 # The identity path is also why gradients reach the first blocks of deep stacks.
 # Because the stream is never normalised inside the encoder, its norm can grow from block
 # to block; Eq. 4 normalises it once at the end.
+
+# %% [markdown]
+# ## 5. Pre-norm versus post-norm, trained
 #
-# ## 5. Small details, exact parity
+# The original Transformer (Vaswani et al., 2017) normalised *after* each residual sum,
+# $\mathbf{z}' = \mathrm{LN}(\mathbf{z} + \mathrm{MSA}(\mathbf{z}))$ and
+# $\mathbf{z} = \mathrm{LN}(\mathbf{z}' + \mathrm{MLP}(\mathbf{z}'))$: **post-norm**. ViT puts the
+# LayerNorm inside each branch instead (pre-norm, Eq. 2-3), so the identity path from the
+# loss down to the first block never passes through a LayerNorm. Xiong et al. (2020) show
+# that post-norm's gradients near the output are large at initialisation, so it needs a
+# learning-rate warm-up, while pre-norm trains without one.
+#
+# Watch it happen. A small ViT (6 blocks, $D = 64$, $7 \times 7$ patches of Fashion-MNIST, so
+# 16 patch tokens) is trained for 60 steps with AdamW at a high learning rate, $10^{-2}$, and
+# no warm-up, once in each order. `PostNormBlock` below is the reference block with the
+# sums and norms reordered: the post-norm model holds copies of the pre-norm model's initial
+# weights, and both see the same batches. Three seeds; as a control, one seed at $10^{-3}$.
+
+# %%
+class PostNormBlock(reference.TransformerBlock):
+    """The original Transformer's order, with the same parameters: normalise after each sum."""
+
+    def forward(self, x):
+        x = self.norm1(x + self.attn(x)[0])  # z' = LN(z + MSA(z))
+        return self.norm2(x + self.mlp(x))  # z = LN(z' + MLP(z'))
+
+
+small = ViTConfig(image_size=28, patch_size=7, num_channels=1, hidden_size=64, num_hidden_layers=6,
+                  num_attention_heads=4, intermediate_size=128, num_labels=10)
+
+
+def small_vit(norm, seed):
+    """A freshly initialised small ViT; norm="post" swaps in PostNormBlocks with the same weights."""
+    torch.manual_seed(seed)
+    model = VisionTransformer(small)  # pre-norm blocks
+    if norm == "post":
+        for i, blk in enumerate(model.blocks):
+            post = PostNormBlock(small)
+            post.load_state_dict(blk.state_dict())
+            model.blocks[i] = post
+    return model
+
+
+pre_model, post_model = small_vit("pre", 0), small_vit("post", 0)
+same_weights = all(torch.equal(a, b) for a, b in zip(pre_model.state_dict().values(), post_model.state_dict().values()))
+x_small = to_model_input(test_images[:4])  # (4, 1, 28, 28)
+with torch.no_grad():
+    differ = not torch.allclose(pre_model(x_small), post_model(x_small))
+print(f"{sum(p.numel() for p in pre_model.parameters()):,} parameters; same initial weights: {same_weights}; "
+      f"different outputs: {differ}")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from tqdm.auto import tqdm
+
+HIGH_LR, LOW_LR, SEEDS, STEPS = 1e-2, 1e-3, (0, 1, 2), 60
+runs = [(HIGH_LR, norm, seed) for seed in SEEDS for norm in ("pre", "post")]
+runs += [(LOW_LR, norm, SEEDS[0]) for norm in ("pre", "post")]  # the control
+train_images, train_labels = load_fashion_mnist("train")
+losses = {}  # (lr, norm, seed) -> the loss of every step
+threads = torch.get_num_threads()
+torch.set_num_threads(1)  # one thread: the same numbers on every machine
+start = time.perf_counter()
+try:
+    for lr, norm, seed in tqdm(runs, desc="training runs"):
+        loader = make_loader(train_images, train_labels, batch_size=64, train=True, augment=False, seed=seed)
+        losses[lr, norm, seed] = fit(small_vit(norm, seed), loader, lr=lr, max_steps=STEPS).losses
+finally:
+    torch.set_num_threads(threads)
+print(f"{len(runs)} runs of {STEPS} steps in {time.perf_counter() - start:.0f} s")
+
+# %%
+chance = math.log(10)  # the loss of a uniform guess over 10 classes
+
+
+def final_loss(lr, norm, seed):
+    return sum(losses[lr, norm, seed][-10:]) / 10  # mean over the last 10 steps
+
+
+def at_chance(lr, norm, seed):
+    return final_loss(lr, norm, seed) > chance - 0.1  # no better than a uniform guess
+
+
+print(f"mean loss over the last 10 of {STEPS} steps (chance: ln 10 = {chance:.2f})")
+print(f"{'lr':>6} {'norm':>5} " + " ".join(f"seed {s}" for s in SEEDS) + "   mean ± sd")
+for norm in ("pre", "post"):
+    finals = torch.tensor([final_loss(HIGH_LR, norm, s) for s in SEEDS])
+    print(f"{HIGH_LR:>6g} {norm:>5} " + " ".join(f"{v:6.2f}" for v in finals.tolist())
+          + f"   {finals.mean():.2f} ± {finals.std():.2f}")
+for norm in ("pre", "post"):
+    print(f"{LOW_LR:>6g} {norm:>5} {final_loss(LOW_LR, norm, SEEDS[0]):6.2f}   (the control, one seed)")
+
+stuck = {norm: sum(at_chance(HIGH_LR, norm, s) for s in SEEDS) for norm in ("pre", "post")}
+print(f"\nAt lr {HIGH_LR:g}, no warm-up: post-norm ended at chance in {stuck['post']} of {len(SEEDS)} seeds, "
+      f"pre-norm in {stuck['pre']} of {len(SEEDS)}.")
+control = [norm for norm in ("pre", "post") if not at_chance(LOW_LR, norm, SEEDS[0])]
+print(f"At lr {LOW_LR:g}, the orders that learned: {', '.join(control) or 'none'}.")
+
+
+# %%
+def smooth(values, k=5):
+    return torch.tensor(values).unfold(0, k, 1).mean(1)  # running mean over k steps
+
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+for ax, lr in zip(axes, (HIGH_LR, LOW_LR)):
+    for (run_lr, norm, seed), curve in losses.items():
+        if run_lr == lr:
+            ax.plot(range(5, STEPS + 1), smooth(curve), color="tab:blue" if norm == "pre" else "tab:orange",
+                    label=f"{norm}-norm" if seed == SEEDS[0] else None)
+    ax.axhline(chance, color="gray", ls="--", lw=1, label="chance, ln 10")
+    ax.set(xlabel="step", title=f"lr {lr:g}, no warm-up" + (" (3 seeds)" if lr == HIGH_LR else " (1 seed)"))
+    ax.legend(fontsize=8)
+axes[0].set_ylabel("training loss (running mean of 5 steps)")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The results cell reads the curves: at $10^{-2}$ every post-norm run ends at the loss
+# of a uniform guess (its last 10 steps within 0.1 of $\ln 10$) while every pre-norm run learns, and at $10^{-3}$ both orders learn.
+# Same weights, same batches, same optimiser: only where the LayerNorm sits differs. A
+# warm-up, a learning rate that starts small and grows (`transformers.get_linear_schedule_with_warmup`),
+# is the usual cure for post-norm; exercise 1 at the end tries it.
+#
+# ## 6. Small details, exact parity
 #
 # The trained model uses the exact GELU and $\epsilon = 10^{-12}$. Swap either for the
 # common alternative in a copy of the model and compare the logits on 8 test images: the
@@ -269,7 +396,7 @@ with torch.no_grad():
 # them (the `within 1e-5` column): they are the first suspects when a reimplementation
 # "almost" matches HF.
 #
-# ## 6. The CLS token versus mean pooling
+# ## 7. The CLS token versus mean pooling
 #
 # After the last block, Eq. 4 keeps a single token: $\mathbf{y} = \mathrm{LN}(\mathbf{z}_L^0)$,
 # the CLS token. It starts as the same learned vector for every image and owns no patch;
@@ -350,9 +477,9 @@ for name, (train_f, test_f) in features.items():
 # model, pool with `features[:, 1:].mean(1)` and drop the CLS token (timm's
 # `global_pool="avg"`).
 #
-# ## 7. The whole ViT
+# ## 8. The whole ViT
 #
-# ### Exercise (b): `MyViT`
+# ### Exercise 2 (4 points): `MyViT`
 #
 # Assemble Eq. 1-4 from your block. With `config` a `vit_course.ViTConfig`, `D = config.hidden_size`:
 #
@@ -458,8 +585,9 @@ print("correct:", int((predicted == test_labels[pick]).sum()), "of", len(pick))
 # ## Summary
 #
 # - A ViT block is pre-norm: $\mathbf{z} \leftarrow \mathbf{z} + \mathrm{MSA}(\mathrm{LN}(\mathbf{z}))$, then $\mathbf{z} \leftarrow \mathbf{z} + \mathrm{MLP}(\mathrm{LN}(\mathbf{z}))$. The residual stream is a running sum; each block adds an update to it (section 4).
-# - The MLP uses the exact erf GELU (HF's `"gelu"`), the LayerNorms $\epsilon = 10^{-12}$; the tanh GELU and $\epsilon = 10^{-5}$ change the logits by more than a parity test allows (section 5).
-# - The classifier reads only the final-LayerNorm'd CLS token, Eq. 4; mean pooling of the patch tokens is the alternative, compared in section 6.
+# - Post-norm, the original Transformer's order, ends at chance at a learning rate of $10^{-2}$ without warm-up in every seed, where pre-norm learns (section 5).
+# - The MLP uses the exact erf GELU (HF's `"gelu"`), the LayerNorms $\epsilon = 10^{-12}$; the tanh GELU and $\epsilon = 10^{-5}$ change the logits by more than a parity test allows (section 6).
+# - The classifier reads only the final-LayerNorm'd CLS token, Eq. 4; mean pooling of the patch tokens is the alternative, compared in section 7.
 # - Your `MyViT` with the course's weights gives HF's logits to within $10^{-5}$.
 #
 # ## Further reading
@@ -474,9 +602,10 @@ print("correct:", int((predicted == test_labels[pick]).sum()), "of", len(pick))
 #
 # Open problems, not graded.
 #
-# 1. Turn your block into a post-norm block (normalise after each residual sum) and train both
-#    versions of the tiny ViT for a few hundred steps at a high learning rate: which loss curve
-#    diverges first?
+# 1. Give the post-norm model of section 5 a warm-up: pass
+#    `scheduler=transformers.get_linear_schedule_with_warmup(optimizer, 20, STEPS)` to `fit`
+#    (with `optimizer=torch.optim.AdamW(model.parameters(), lr=HIGH_LR)`). Does it learn at
+#    $10^{-2}$ now? How high can pre-norm go before it stalls too?
 # 2. Replace CLS pooling by global average pooling in your `MyViT` and compare the two
 #    classifiers on Fashion-MNIST after the same number of steps.
 # 3. Count the parameters of your `MyViT` by hand (patch embedding, CLS, positions, blocks,
