@@ -54,6 +54,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from vit_course import ViTConfig, cnn, runs
+from vit_course.cost import count_parameters
 from vit_course.data import (
     FASHION_MNIST_LABELS, FASHION_MNIST_MEAN, FASHION_MNIST_STD,
     RandomShiftFlip, fashion_mnist_indices, load_fashion_mnist, make_loader, to_model_input,
@@ -494,7 +495,7 @@ def run(args: argparse.Namespace, recipes: dict[str, Recipe], argv: Sequence[str
             "model": kind,
             **figures,
             "train_images": len(data["train"][1][:args.limit]),
-            "num_parameters": cnn.num_parameters(model),
+            "num_parameters": count_parameters(model),
             "train_seconds": log["train_seconds"],
             "seconds_per_epoch": log["seconds_per_epoch"],
             "best_epoch": log["best_epoch"],

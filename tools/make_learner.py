@@ -37,10 +37,7 @@ from pathlib import Path
 
 import nbformat
 
-from vit_course.paths import atomic_write_text
-
-# the name tools/execute_notebooks.py imports; the one atomic write is vit_course.paths'
-write_text_atomically = atomic_write_text
+from vit_course.paths import atomic_write_text, notebook_text
 
 REPO = Path(__file__).resolve().parent.parent
 SOLUTIONS_DIR = REPO / "notebooks" / "solutions"
@@ -225,12 +222,6 @@ def differences(expected, actual, path: Path | str = "<notebook>") -> list[str]:
             if a[key] != b[key]:
                 problems.append(f"{path}, cell {index} (id {a['id']!r}): {key} differs from what the generator makes")
     return problems
-
-
-def notebook_text(nb) -> str:
-    """The file contents `nbformat.write` would produce."""
-    text = nbformat.writes(nb)
-    return text if text.endswith("\n") else text + "\n"
 
 
 def write_learner(solution_path: Path | str, target: Path | str | None = None) -> bool:

@@ -4,7 +4,8 @@
 compares its parameter names and shapes with the reference's (`patch_embed.proj`,
 `cls_token`, `pos_embed`, `blocks.N.*`, `norm`, `head`), loads the reference's state dict
 into it and compares `forward(pixel_values) -> logits`. The cases use HF's init and
-weights at std 0.3 (FACTS.md: one tolerance does not catch every mistake), batches of 1
+weights at std 0.3 (one tolerance does not catch every mistake, see
+`vit_course.checks.block`), batches of 1
 and 3, and one and three channels. A wrong output is matched against the known
 mistakes, recomputed from the reference's weights by `_forward` below: no CLS token,
 CLS without a position, CLS appended last, no position embedding, mean pooling, no
