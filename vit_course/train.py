@@ -15,7 +15,8 @@ backward, (clip), step, schedule.
 
 A loss that needs more than logits and labels plugs in as `compute_loss(model, batch)`
 (what `transformers.Trainer.compute_loss` is): `scripts/train_fashion.py` distils its ViT
-from a CNN's logits that way, with the library's `get_cosine_schedule_with_warmup`.
+from a CNN's logits that way, and `scripts/train_family.py` trains its MAE and CLIP, each
+with transformers' `get_cosine_schedule_with_warmup`.
 
 What it does not do silently: a NaN or infinite loss stops training with
 `TrainingDiverged` naming the step (before that step's update); bad arguments are a

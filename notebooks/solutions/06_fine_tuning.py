@@ -59,6 +59,7 @@ from transformers import AutoConfig, AutoImageProcessor, Trainer, TrainingArgume
 
 from vit_course import finetune, plots
 from vit_course.checks import check_freeze_backbone, check_layerwise_lr_groups, use_or_reference
+from vit_course.cost import count_parameters
 from vit_course.data import MNIST_LABELS, load_mnist, to_model_input
 from vit_course.finetune import FeatureProbe, Recipe, Summary, compare, run_recipe, run_seeds
 from vit_course.paths import DATA_DIR
@@ -392,13 +393,9 @@ assert result.passed, result.message
 # %%
 freeze_for_probe = use_or_reference(result, freeze_backbone, finetune.freeze_backbone)
 
-
-def count(model, trainable_only=False):
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
 probe_model = freeze_for_probe(digit_model())
-print(f"linear probe: {count(probe_model, True):,} of {count(probe_model):,} parameters train")
+print(f"linear probe: {count_parameters(probe_model, trainable_only=True):,} of {count_parameters(probe_model):,} "
+      "parameters train")
 
 # %% [markdown]
 # The three recipes differ only where they must: `linear_probe`, `pretrained`, and the
