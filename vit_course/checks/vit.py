@@ -35,6 +35,7 @@ from .compare import (
     tensor_distance,
     tensor_problems,
 )
+from ..state_dict import state_dict_differences
 
 # config overrides, weight regime, batch size, description
 CASES = [
@@ -161,9 +162,7 @@ def _hints(error: BaseException) -> str | None:
 
 def _key_problems(learner_sd: dict, reference_sd: dict, config) -> tuple[list[str], str | None]:
     """Lines naming missing, unexpected and misshaped keys, and the likely cause."""
-    missing = [k for k in reference_sd if k not in learner_sd]
-    unexpected = [k for k in learner_sd if k not in reference_sd]
-    misshaped = [k for k in reference_sd if k in learner_sd and tuple(learner_sd[k].shape) != tuple(reference_sd[k].shape)]
+    missing, unexpected, misshaped = state_dict_differences(reference_sd, learner_sd)
     lines = []
 
     def show(keys):
