@@ -2,6 +2,7 @@
 #   make lab    create .venv if missing, install the course, open JupyterLab on notebooks/
 #   make test   the same set-up plus test extras, then unit tests and nbval over every notebook
 #   make test-browser   only the browser tests: every learner notebook in JupyterLab in headless Chromium
+#   make sync   bring each solution notebook and its paired text source (notebooks/solutions/NN_x.py) in step
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,7 +19,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 # idle PyTorch threads sleep instead of spinning: a busy machine stays usable
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: lab test test-browser notebooks learner constraints doctor clean
+.PHONY: lab test test-browser notebooks sync pair learner constraints doctor clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +43,23 @@ test: $(VENV)/.installed-test
 test-browser: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/browser -v $(PYTEST_ARGS)
 
-# Regenerate learner notebooks from the solutions, then re-execute both the way nbval runs them
-notebooks: $(VENV)/.installed-test
+# The solution notebooks and their paired plain-text sources (jupytext percent format, NN_x.py
+# beside NN_x.ipynb): edit either, then `make sync` carries the change to the other (the newer
+# file wins; outputs stay in the .ipynb). `make pair` writes every .py afresh from its .ipynb
+# (and pairs a notebook that is not yet): use it after a merge changed the .ipynb files
+SOLUTIONS := notebooks/solutions/[0-9][0-9]_*.ipynb
+PAIRING := '{"jupytext": {"formats": "ipynb,py:percent"}}'
+
+sync: $(VENV)/.installed-test
+	$(BIN)/jupytext --sync $(SOLUTIONS)
+
+pair: $(VENV)/.installed-test
+	$(BIN)/jupytext --update-metadata $(PAIRING) $(SOLUTIONS)
+	$(BIN)/jupytext --to py:percent $(SOLUTIONS)
+
+# Sync the text sources, regenerate learner notebooks from the solutions, then re-execute both
+# the way nbval runs them
+notebooks: $(VENV)/.installed-test sync
 	$(BIN)/python tools/make_learner.py
 	$(BIN)/python tools/execute_notebooks.py notebooks/solutions/*.ipynb notebooks/*.ipynb
 

@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from vit_course.data import FASHION_MNIST_LABELS, MNIST_LABELS, read_fashion_mnist_idx  # noqa: E402
-from vit_course.paths import DATA_DIR, atomic_write  # noqa: E402
+from vit_course.data import FASHION_MNIST_LABELS, MNIST_LABELS, read_fashion_mnist_idx
+from vit_course.paths import DATA_DIR, atomic_write
 
 SEED = 0
 HELDOUT_PER_CLASS = 500  # 5k of the official train split, never trained on

@@ -22,20 +22,16 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import torch  # noqa: E402
-
-from vit_course.data import load_mnist  # noqa: E402
-from vit_course.dinov2 import PROVENANCE, load_dinov2, load_dinov2_processor  # noqa: E402
-from vit_course.finetune import DINOV2_FEATURES_DIR, dinov2_features  # noqa: E402
-from vit_course.paths import DATA_DIR, atomic_write  # noqa: E402
+from vit_course.data import load_mnist
+from vit_course.dinov2 import PROVENANCE, load_dinov2, load_dinov2_processor
+from vit_course.finetune import DINOV2_FEATURES_DIR, dinov2_features
+from vit_course.paths import DATA_DIR, atomic_write
 
 RESOLUTION = 224
 

@@ -20,11 +20,12 @@ official 10k test split is used once, after training, to report accuracy; never 
 choose anything. Each model folder gets a `metrics.json` with its numbers, the command and
 the SHA-256 of every file written.
 
-Nothing shipped is replaced by accident: models go to a new folder `runs/<time>/` unless
-`--ship` asks to replace the ones in `data/models/`; an existing model folder in
-`--out-dir` is replaced only with `--overwrite`. Every argument is checked before any
-data is read; a run whose loss or weights become NaN or infinite stops, saves nothing
-and exits with status 1.
+Nothing shipped is replaced by accident (`vit_course.runs`, shared with
+`scripts/train_family.py`): models go to a new folder `runs/<time>/` unless `--ship` asks
+to replace the ones in `data/models/` (and records them in `data/MANIFEST.json`); an
+existing model folder in `--out-dir` is replaced only with `--overwrite`. Every argument is
+checked before any data is read (a bad one: status 2); a run whose loss or weights become
+NaN or infinite stops, saves nothing and exits with status 1.
 
     python scripts/train_fashion.py --ship                   # both models, shipped recipe
     python scripts/train_fashion.py --model vit --epochs 1 --limit 5000 --no-save   # timing
@@ -39,9 +40,9 @@ import json
 import os
 import platform
 import random
-import shlex
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -52,13 +53,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from vit_course import ViTConfig, cnn
+from vit_course import ViTConfig, cnn, runs
+from vit_course.cost import count_parameters
 from vit_course.data import (
     FASHION_MNIST_LABELS, FASHION_MNIST_MEAN, FASHION_MNIST_STD,
     RandomShiftFlip, fashion_mnist_indices, load_fashion_mnist, make_loader, to_model_input,
 )
-from vit_course.paths import DATA_DIR, REPO_DIR, atomic_folder, atomic_write, sha256, writable_problem
-from vit_course.train import History, TrainingDiverged, fit, logits_of, predict
+from vit_course.train import ComputeLoss, History, TrainingDiverged, fit, logits_of, predict
 from vit_course.validation import integer, number
 
 OUT_NAMES = {"vit": "vit-tiny-fashion", "cnn": "cnn-fashion"}
@@ -68,9 +69,8 @@ AUGMENTATIONS = {  # on each uint8 training image (1, 28, 28)
     "none": None,
 }
 FLIP_P = {"flip": 0.5, "none": 0.0}  # what distillation's TeacherTargets can mirror
-SHIPPED_DIR = DATA_DIR / "models"
-RUNS_DIR = REPO_DIR / "runs"
 EVAL_BATCH = 500
+TRAIN_IMAGES = 55_000  # the official 60k train split minus the held-out 5k
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,8 @@ class Recipe:
                 number(getattr(self, name), "--" + name.replace("_", "-"), **bounds)
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"--augment must be one of {sorted(AUGMENTATIONS)}, got {self.augment!r}")
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"--warmup-epochs must be at most --epochs ({self.epochs}), got {self.warmup_epochs}")
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,8 @@ def teacher_logits(teacher: nn.Module, images: torch.Tensor, batch_size: int = E
     return torch.stack([logits(view) for view in (images, images.flip(-1))])
 
 
-def distillation_loss(logits, labels, teacher, recipe: ViTRecipe) -> torch.Tensor:
+def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor,
+                      recipe: ViTRecipe) -> torch.Tensor:
     """(1 - a) * CE(labels, smoothed) + a * T^2 * KL(teacher_T || student_T) (Hinton et al., 2015)."""
     a, t = recipe.distill_alpha, recipe.distill_temperature
     ce = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
@@ -227,10 +230,10 @@ def distillation_loss(logits, labels, teacher, recipe: ViTRecipe) -> torch.Tenso
     return (1 - a) * ce + a * t * t * kd
 
 
-def distill_from(recipe: ViTRecipe):
+def distill_from(recipe: ViTRecipe) -> ComputeLoss:
     """`fit`'s `compute_loss` for batches `(x, y, teacher logits)`."""
 
-    def compute_loss(model: nn.Module, batch) -> torch.Tensor:
+    def compute_loss(model: nn.Module, batch: tuple) -> torch.Tensor:
         x, y, teacher = batch
         return distillation_loss(logits_of(model, x), y, teacher, recipe)
 
@@ -246,6 +249,20 @@ def optimizer_for(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
                               {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
 
 
+def schedule_for(optimizer: torch.optim.Optimizer, recipe: Recipe,
+                 steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """transformers' linear warmup over `warmup_epochs`, then cosine to 0, stepped per step.
+
+    The shipped models were trained before the script moved onto `fit`, with a schedule of
+    its own that was the same but for one step: its warmup reached `lr * (s + 1) / W` at
+    step `s`, this one `lr * s / W` (0 at the first step). tests/test_train_script.py shows it.
+    """
+    from transformers import get_cosine_schedule_with_warmup
+
+    return get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=round(recipe.warmup_epochs * steps_per_epoch),
+                                           num_training_steps=recipe.epochs * steps_per_epoch)
+
+
 @dataclass
 class Best:
     """Model selection on the held-out 5k only: the best epoch so far and its weights."""
@@ -258,8 +275,6 @@ class Best:
 def train(recipe: Recipe, data: dict, seed: int, limit: int | None, teacher: nn.Module | None = None,
           max_steps: int | None = None) -> tuple[nn.Module, dict]:
     """Train one model on `data["train"]` (the first `limit` images), select on `data["heldout"]`."""
-    from transformers import get_cosine_schedule_with_warmup
-
     seed_everything(seed)
     model = build_model(recipe)
     train_x, train_y = data["train"]
@@ -276,9 +291,7 @@ def train(recipe: Recipe, data: dict, seed: int, limit: int | None, teacher: nn.
                             generator=torch.Generator().manual_seed(seed))
         hook = dict(compute_loss=distill_from(recipe))
     optimizer = optimizer_for(model, recipe)
-    scheduler = get_cosine_schedule_with_warmup(
-        optimizer, num_warmup_steps=round(recipe.warmup_epochs * len(loader)),
-        num_training_steps=recipe.epochs * len(loader))
+    scheduler = schedule_for(optimizer, recipe, len(loader))
     sizes = [len(y) for y in torch.arange(len(train_y)).split(recipe.batch_size)]  # examples in each batch
     best, log, clock = Best(), [], {"epoch": time.perf_counter()}
     heldout = eval_loader(*data["heldout"], recipe.channels)
@@ -310,54 +323,29 @@ def train(recipe: Recipe, data: dict, seed: int, limit: int | None, teacher: nn.
 FIRST_LOSSES = 20  # the loss of the first steps, recorded exactly: a rerun can be compared step by step
 
 
-def dir_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+def save_function(kind: str, model: nn.Module) -> Callable[[Path], None]:
+    """What writes `model` into a folder: `save_pretrained` + its image processor, or `cnn.save`."""
 
-
-def nonfinite_parameters(model: nn.Module) -> list[str]:
-    """Names of the weights (parameters and buffers) holding NaN or inf."""
-    return [n for n, t in model.state_dict().items() if t.is_floating_point() and not bool(t.isfinite().all())]
-
-
-def write_model_dir(kind: str, model: nn.Module, out: Path, metrics: dict) -> None:
-    """Write into a temporary folder next to `out`, then swap it in: never half a model.
-
-    Refuses weights that are not finite: nothing is written then.
-    """
-    bad = nonfinite_parameters(model)
-    if bad:
-        raise TrainingDiverged(f"{kind}: non-finite weights in {bad[:3]}; nothing written to {out}")
-    with atomic_folder(out) as tmp:
+    def save(folder: Path) -> None:
         if kind == "vit":
             from transformers import ViTImageProcessor
 
-            model.save_pretrained(tmp)
+            model.save_pretrained(folder)
             ViTImageProcessor(
                 do_resize=True, size={"height": 28, "width": 28}, resample=2,  # bilinear
                 do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
                 image_mean=[FASHION_MNIST_MEAN] * 3, image_std=[FASHION_MNIST_STD] * 3,
                 do_convert_rgb=True,  # gray "L" images and RGBA become RGB
-            ).save_pretrained(tmp)
+            ).save_pretrained(folder)
         else:
-            cnn.save(model, tmp, extra={"image_mean": FASHION_MNIST_MEAN, "image_std": FASHION_MNIST_STD})
-        metrics["size_bytes"] = dir_size(tmp)  # without metrics.json itself
-        metrics["sha256"] = {f.name: sha256(f) for f in sorted(tmp.iterdir())}
-        with atomic_write(tmp / "metrics.json", "w") as f:
-            json.dump(metrics, f, indent=2)
-            f.write("\n")
-    print(f"wrote {out} ({metrics['size_bytes'] / 1e6:.2f} MB)")
+            cnn.save(model, folder, extra={"image_mean": FASHION_MNIST_MEAN, "image_std": FASHION_MNIST_STD})
+
+    return save
 
 
-def command_args() -> list[str]:
-    """The command line without `--out-dir DIR`: where the model is written does not change it."""
-    args, skip = [], False
-    for arg in sys.argv[1:]:
-        if skip or arg == "--out-dir":
-            skip = not skip
-            continue
-        if not arg.startswith("--out-dir="):
-            args.append(arg)
-    return args
+def write_model_dir(kind: str, model: nn.Module, out: Path, metrics: dict) -> None:
+    """Write the model folder atomically; non-finite weights are refused (nothing written)."""
+    runs.write_model_folder(out, model, save_function(kind, model), metrics)
 
 
 RECIPE_ARGS = ("epochs", "batch_size", "lr", "hidden_size", "num_layers", "mlp_ratio", "num_heads", "patch_size",
@@ -382,22 +370,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--distill-alpha", type=float,
                         help="ViT: weight of distillation from the CNN teacher (0: labels only)")
     parser.add_argument("--distill-temperature", type=float, help="ViT: softmax temperature of distillation")
-    parser.add_argument("--teacher", type=Path, default=SHIPPED_DIR / OUT_NAMES["cnn"],
+    parser.add_argument("--teacher", type=Path, default=runs.shipped_dir() / OUT_NAMES["cnn"],
                         help="CNN folder to distil from (trained by this script on the same 55k)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--limit", type=int, help="train on the first N images only (timing runs)")
     parser.add_argument("--max-steps", type=int, help="stop after N steps of the full recipe's schedule")
-    parser.add_argument("--out-dir", type=Path, default=None,
-                        help="where the model folders go (default: a new folder runs/<UTC time>/)")
-    parser.add_argument("--ship", action="store_true",
-                        help=f"write into {SHIPPED_DIR.relative_to(REPO_DIR)}/, replacing the shipped models")
-    parser.add_argument("--overwrite", action="store_true", help="replace model folders already in --out-dir")
-    parser.add_argument("--no-save", action="store_true")
+    runs.add_output_arguments(parser)
     return parser
 
 
-def recipe_for(kind: str, args) -> Recipe:
+def recipe_for(kind: str, args: argparse.Namespace) -> Recipe:
     """The shipped recipe of `kind`, with the arguments given in its place (checked on the way)."""
     recipe = RECIPES[kind]
     names = {f.name for f in dataclasses.fields(recipe)}
@@ -405,51 +388,29 @@ def recipe_for(kind: str, args) -> Recipe:
                                           if k in names and getattr(args, k) is not None})
 
 
-def out_dir_for(args, bad) -> Path:
-    """Where the model folders go: a new run folder unless `--ship` or `--out-dir` says otherwise."""
-    if args.ship and args.out_dir is not None:
-        bad("--ship writes into data/models: leave out --out-dir")
-    if args.ship:
-        return SHIPPED_DIR
-    if args.out_dir is None:
-        return RUNS_DIR / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    if args.out_dir.resolve() == SHIPPED_DIR.resolve():
-        bad(f"--out-dir {args.out_dir} holds the shipped models: pass --ship to replace them")
-    return args.out_dir
-
-
-def check_args(args, parser: argparse.ArgumentParser) -> dict[str, Recipe]:
+def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Recipe]:
     """Every argument checked before any data is read: a bad one stops here (status 2).
 
     Returns the recipe of each model to train, the CNN first (it is the ViT's teacher).
     """
-    bad = parser.error
     kinds = ["cnn", "vit"] if args.model == "both" else [args.model]
     try:
         for key in ("threads", "limit", "max_steps"):
             if getattr(args, key) is not None:
                 integer(getattr(args, key), "--" + key.replace("_", "-"), minimum=1)
+        if args.limit is not None and args.limit > TRAIN_IMAGES:
+            raise ValueError(f"--limit must be at most {TRAIN_IMAGES} (the train split outside the held-out 5k), "
+                             f"got {args.limit}")
         recipes = {kind: recipe_for(kind, args) for kind in kinds}
+        vit = recipes.get("vit")
+        if vit is not None and vit.distill_alpha > 0 and "cnn" not in kinds:
+            for name in ("config.json", "model.safetensors", "metrics.json"):
+                if not (args.teacher / name).is_file():
+                    raise ValueError(f"--teacher {args.teacher} has no {name}: train the CNN first (--model both) "
+                                     "or pass --distill-alpha 0")
+        runs.resolve_output(args, [OUT_NAMES[kind] for kind in kinds])
     except ValueError as err:
-        bad(str(err))
-    vit = recipes.get("vit")
-    if vit is not None and vit.distill_alpha > 0 and "cnn" not in kinds:
-        for name in ("config.json", "model.safetensors", "metrics.json"):
-            if not (args.teacher / name).is_file():
-                bad(f"--teacher {args.teacher} has no {name}: train the CNN first (--model both) "
-                    "or pass --distill-alpha 0")
-    if args.no_save:
-        return recipes
-    args.out_dir = out_dir_for(args, bad)
-    args.overwrite = args.overwrite or args.ship
-    problem = writable_problem(args.out_dir) if not args.out_dir.exists() or args.out_dir.is_file() else None
-    if problem is None and args.out_dir.is_dir() and not os.access(args.out_dir, os.W_OK):
-        problem = f"{args.out_dir} is not writable"
-    if problem:
-        bad(f"--out-dir: {problem}")
-    existing = [args.out_dir / OUT_NAMES[k] for k in kinds if (args.out_dir / OUT_NAMES[k]).exists()]
-    if existing and not args.overwrite:
-        bad(f"{', '.join(map(str, existing))} already exist: pass --overwrite to replace, or another --out-dir")
+        parser.error(str(err))
     return recipes
 
 
@@ -458,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     recipes = check_args(args, parser)
     try:
-        run(args, recipes)
+        run(args, recipes, argv)
     except TrainingDiverged as err:
         print(f"training diverged: {err}. Nothing saved; try a lower --lr.", file=sys.stderr)
         return 1
@@ -503,7 +464,8 @@ def evaluation(model: nn.Module, data: dict, channels: int) -> dict:
     }
 
 
-def run(args, recipes: dict[str, Recipe]) -> None:
+def run(args: argparse.Namespace, recipes: dict[str, Recipe], argv: Sequence[str] | None = None) -> None:
+    """Train the models of `recipes` (CNN first), measure them, write them (after all have trained)."""
     import transformers
 
     if args.threads:
@@ -521,9 +483,7 @@ def run(args, recipes: dict[str, Recipe]) -> None:
             teacher_record = {k: teacher_metrics[k] for k in ("val_accuracy", "train_images", "command")}
             print(f"distilling from the CNN (held-out accuracy {teacher_record['val_accuracy']:.4f})")
         model, log = train(recipe, data, args.seed, args.limit, teacher, max_steps=args.max_steps)
-        bad = nonfinite_parameters(model)
-        if bad:
-            raise TrainingDiverged(f"{kind}: non-finite weights in {bad[:3]} after training")
+        runs.check_finite(model, f"{kind} after training")
         figures = evaluation(model, data, recipe.channels)
         print(f"{kind}: official test {figures['test_accuracy']:.4f}, test subset "
               f"{figures['test_subset_accuracy']:.4f}, held-out {figures['val_accuracy']:.4f}, "
@@ -535,7 +495,7 @@ def run(args, recipes: dict[str, Recipe]) -> None:
             "model": kind,
             **figures,
             "train_images": len(data["train"][1][:args.limit]),
-            "num_parameters": cnn.num_parameters(model),
+            "num_parameters": count_parameters(model),
             "train_seconds": log["train_seconds"],
             "seconds_per_epoch": log["seconds_per_epoch"],
             "best_epoch": log["best_epoch"],
@@ -555,10 +515,11 @@ def run(args, recipes: dict[str, Recipe]) -> None:
             "transformers_version": transformers.__version__,
             "python_version": platform.python_version(),
             "machine": platform.processor() or platform.machine(),
-            "command": "python " + shlex.join([os.path.relpath(sys.argv[0], DATA_DIR.parent), *command_args()]),
+            "command": runs.recorded_command("train_fashion.py", argv),
         }
         trained[kind] = (model, metrics)
-        if not args.no_save:
+    if not args.no_save:  # only once every model trained well: a diverged ViT leaves the CNN unshipped too
+        for kind, (model, metrics) in trained.items():
             write_model_dir(kind, model, args.out_dir / OUT_NAMES[kind], metrics)
 
 

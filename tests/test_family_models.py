@@ -94,7 +94,7 @@ def test_mae_loads_with_transformers_and_reproduces_its_linear_probes():
     metrics = shipped(MAE_DIR)
     model = transformers.ViTMAEForPreTraining.from_pretrained(MAE_DIR).eval()
     hp = metrics["hyperparameters"]
-    again = train_family.probe_accuracies(model, hp, hp["seed"])
+    again = train_family.probe_accuracies(model, train_family.MAERecipe.from_record(hp), hp["seed"])
     for name, accuracy in metrics["linear_probe"].items():
         assert abs(again[name] - accuracy) <= 2e-3, f"{name}: metrics.json says {accuracy}, got {again[name]}"
 

@@ -19,10 +19,10 @@ from torch import nn
 
 from vit_course import train
 from vit_course.data import make_loader
-from vit_course.train import LiveLossPlot, evaluate, fit
+from vit_course.train import History, LiveLossPlot, evaluate, fit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _tiny_run import run as tiny_run  # noqa: E402
+from _tiny_run import run as tiny_run, tiny_run as _tiny_parts  # noqa: E402
 
 
 def _loader(n=32, batch_size=8):
@@ -203,6 +203,40 @@ def test_an_interrupt_without_a_checkpoint_only_stops(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         tiny_run(None, interrupt_at=3)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_keyboard_interrupt_without_a_checkpoint_keeps_the_history_passed_in():
+    """The notebook's stop button: fit returns nothing, but the History given to it holds every finished step."""
+    uninterrupted = fit(_model(), _loader(), epochs=3)
+
+    def stop(step, loss):
+        if step == 6:
+            raise KeyboardInterrupt
+
+    history = History()
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(_model(), _loader(), epochs=3, callback=stop, history=history)
+    assert history.losses == uninterrupted.losses[:6], "the steps before the interrupt were lost"
+    assert history.val_accuracy == []
+    assert "interrupted after 6 finished steps" in "".join(getattr(info.value, "__notes__", [""]))
+
+
+@pytest.mark.parametrize("history", [History(losses=[0.5]), {"losses": []}], ids=["not empty", "not a History"])
+def test_fit_records_only_into_an_empty_history(history):
+    with pytest.raises(ValueError, match="history must be an empty History"):
+        fit(_model(), _loader(), history=history)
+
+
+def test_a_resumed_run_fills_the_history_passed_in(tmp_path, reference):
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        tiny_run(checkpoint, interrupt_at=11)
+    model, loader, optimizer, scheduler = _tiny_parts()
+    history = History()
+    returned = fit(model, loader, optimizer=optimizer, scheduler=scheduler, epochs=3, val_loader=loader,
+                   checkpoint=checkpoint, resume=True, history=history)
+    assert returned is history
+    _assert_same_run(model, history, *reference)
 
 
 def test_a_run_interrupted_with_a_progress_bar_resumes_exactly_without_one(tmp_path, reference):

@@ -150,10 +150,10 @@ def test_truncated_json_names_its_path_and_the_fix(tmp_path, monkeypatch):
 
 def test_empty_json_is_named_empty(tmp_path, monkeypatch):
     (tmp_path / "labels").mkdir()
-    (tmp_path / "labels" / "mnist.json").write_text("")
+    (tmp_path / "labels" / "imagenet.json").write_text("")
     monkeypatch.setattr(data, "DATA_DIR", tmp_path)
-    with pytest.raises(ValueError, match=r"mnist\.json is empty"):
-        data.mnist_labels()
+    with pytest.raises(ValueError, match=r"imagenet\.json is empty"):
+        data.imagenet_labels()
 
 
 # ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from vit_course import cnn
+from vit_course.cost import count_parameters
 from vit_course.data import (
     FASHION_MNIST_LABELS, FASHION_MNIST_MEAN, FASHION_MNIST_STD,
     load_fashion_mnist, load_photo, to_model_input,
@@ -158,7 +159,7 @@ def test_cnn_load_names_the_keys_that_do_not_fit(tmp_path):
 
 
 def test_cnn_is_small():
-    assert cnn.num_parameters(cnn.SmallCNN()) < 500_000
+    assert count_parameters(cnn.SmallCNN()) < 500_000
     assert cnn.SmallCNN()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 

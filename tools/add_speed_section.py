@@ -10,15 +10,11 @@ else edits the notebook.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import nbformat
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_learner import notebook_text  # noqa: E402
-
-from vit_course.paths import atomic_write_text  # noqa: E402
+from vit_course.paths import write_notebook
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "solutions" / "08_vit_vs_cnn.ipynb"
 
@@ -171,7 +167,7 @@ def add_speed_section(path: Path = NOTEBOOK) -> bool:
         cell["id"] = cell_id
         nb.cells.append(cell)
     nbformat.validate(nb)
-    atomic_write_text(path, notebook_text(nb))
+    write_notebook(path, nb)
     return True
 
 

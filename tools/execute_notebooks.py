@@ -27,8 +27,7 @@ from pathlib import Path
 
 import nbformat
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_learner import notebook_text, write_text_atomically  # noqa: E402
+from vit_course.paths import write_notebook
 
 CURRENT_ENV_KERNEL = ":current-env"
 NOTEBOOK_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
@@ -101,7 +100,7 @@ def execute_notebook(path: Path | str, timeout: int = 300, write: bool = True, s
         if not had_tags and not cell.metadata["tags"]:
             del cell.metadata["tags"]
     if write:
-        write_text_atomically(path, notebook_text(nb))
+        write_notebook(path, nb)
     return nb, slow
 
 

@@ -13,7 +13,9 @@ Solution notebooks use nbgrader's format (`metadata.nbgrader`, schema_version 3)
       raise NotImplementedError("Exercise: <text after BEGIN SOLUTION, else the grade_id>")
   A Markdown solution cell without markers becomes "YOUR ANSWER HERE", as in nbgrader.
 - `### BEGIN HIDDEN TESTS` / `### END HIDDEN TESTS` regions are removed, markers included.
-- everything else is copied: cell ids, types, metadata (nbgrader, tags), notebook metadata.
+- everything else is copied: cell ids, types, metadata (nbgrader, tags), notebook metadata,
+  but for `metadata.jupytext`: the solutions are paired with text sources
+  (notebooks/solutions/NN_x.py, `make sync`), the learner copies are not.
 
 Learner notebooks are executed and committed with their own outputs (see
 tools/execute_notebooks.py): writing keeps the outputs of every cell whose id and source
@@ -35,10 +37,7 @@ from pathlib import Path
 
 import nbformat
 
-from vit_course.paths import atomic_write_text
-
-# the name tools/execute_notebooks.py imports; the one atomic write is vit_course.paths'
-write_text_atomically = atomic_write_text
+from vit_course.paths import atomic_write_text, notebook_text
 
 REPO = Path(__file__).resolve().parent.parent
 SOLUTIONS_DIR = REPO / "notebooks" / "solutions"
@@ -184,6 +183,7 @@ def make_learner(solution, path: Path | str = "<notebook>", validate: bool = Tru
     nb = nbformat.v4.new_notebook()
     nb.nbformat, nb.nbformat_minor = solution.nbformat, max(solution.nbformat_minor, 5)
     nb.metadata = copy.deepcopy(solution.metadata)
+    nb.metadata.pop("jupytext", None)  # the pairing with notebooks/solutions/NN_x.py stays with the solution
     for index, cell in enumerate(solution.cells):
         new = copy.deepcopy(cell)
         new.source = learner_source(cell, cell_label(path, index, cell))
@@ -222,12 +222,6 @@ def differences(expected, actual, path: Path | str = "<notebook>") -> list[str]:
             if a[key] != b[key]:
                 problems.append(f"{path}, cell {index} (id {a['id']!r}): {key} differs from what the generator makes")
     return problems
-
-
-def notebook_text(nb) -> str:
-    """The file contents `nbformat.write` would produce."""
-    text = nbformat.writes(nb)
-    return text if text.endswith("\n") else text + "\n"
 
 
 def write_learner(solution_path: Path | str, target: Path | str | None = None) -> bool:

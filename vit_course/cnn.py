@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vit_course.cost import count_parameters as num_parameters  # noqa: F401 - the name scripts/train_fashion.py uses
 from vit_course.paths import atomic_write, read_json, read_safetensors
 from vit_course.state_dict import check_state_dict
 

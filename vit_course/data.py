@@ -408,10 +408,3 @@ def imagenet_labels() -> list[str]:
     """The 1000 ImageNet-1k class names, in the order of a classifier's outputs."""
     return _read_json("labels/imagenet.json")
 
-
-def fashion_mnist_labels() -> list[str]:
-    return _read_json("labels/fashion_mnist.json")
-
-
-def mnist_labels() -> list[str]:
-    return _read_json("labels/mnist.json")

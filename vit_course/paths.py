@@ -72,6 +72,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+def notebook_text(nb: Any) -> str:
+    """The file contents `nbformat.write` would produce for the notebook `nb`."""
+    import nbformat
+
+    text = nbformat.writes(nb)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def write_notebook(path: str | os.PathLike, nb: Any) -> None:
+    """Write the notebook `nb` to `path` as `nbformat.write` would, through `atomic_write`."""
+    atomic_write_text(path, notebook_text(nb))
+
+
 @contextlib.contextmanager
 def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder next to `path`; it replaces `path` only if the block succeeds.

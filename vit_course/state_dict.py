@@ -12,6 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 
+def state_dict_differences(expected: Mapping, given: Mapping) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, misshaped) keys of `given` against `expected`, each in order."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    misshaped = [k for k in expected if k in given and tuple(given[k].shape) != tuple(expected[k].shape)]
+    return missing, unexpected, misshaped
+
+
 def check_state_dict(expected: Mapping, given: Mapping, source: str = "state dict") -> None:
     """Raise a ValueError naming every missing, unexpected or misshaped key.
 
@@ -20,18 +28,14 @@ def check_state_dict(expected: Mapping, given: Mapping, source: str = "state dic
         given: name -> tensor about to be loaded.
         source: what `given` is, for the message (a file, "HF state dict", ...).
     """
-    missing = [k for k in expected if k not in given]
-    unexpected = [k for k in given if k not in expected]
+    missing, unexpected, misshaped = state_dict_differences(expected, given)
     problems = []
     if missing:
         problems.append(f"missing keys: {', '.join(missing)}")
     if unexpected:
         problems.append(f"unexpected keys: {', '.join(unexpected)}")
-    for key in expected:
-        if key in given and tuple(given[key].shape) != tuple(expected[key].shape):
-            problems.append(
-                f"key {key} has shape {tuple(given[key].shape)}, expected {tuple(expected[key].shape)}"
-            )
+    for key in misshaped:
+        problems.append(f"key {key} has shape {tuple(given[key].shape)}, expected {tuple(expected[key].shape)}")
     if problems:
         raise ValueError(f"{source} does not fit the model: " + "; ".join(problems))
 

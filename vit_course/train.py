@@ -15,7 +15,8 @@ backward, (clip), step, schedule.
 
 A loss that needs more than logits and labels plugs in as `compute_loss(model, batch)`
 (what `transformers.Trainer.compute_loss` is): `scripts/train_fashion.py` distils its ViT
-from a CNN's logits that way, with the library's `get_cosine_schedule_with_warmup`.
+from a CNN's logits that way, and `scripts/train_family.py` trains its MAE and CLIP, each
+with transformers' `get_cosine_schedule_with_warmup`.
 
 What it does not do silently: a NaN or infinite loss stops training with
 `TrainingDiverged` naming the step (before that step's update); bad arguments are a
@@ -50,9 +51,12 @@ from .paths import atomic_write
 from .validation import integer, number
 
 Callback = Callable[[int, float], None]
+# Something with step() and state_dict(): torch's LRScheduler or transformers' schedules (LambdaLR)
+Scheduler = torch.optim.lr_scheduler.LRScheduler
+Batch = Any  # (x, y), {"pixel_values": x, "labels": y}, or whatever compute_loss takes
 
 
-def unpack(batch) -> tuple[torch.Tensor, torch.Tensor]:
+def unpack(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch `(x, y)` or `{"pixel_values": x, "labels": y}` -> `(x, y)`."""
     if isinstance(batch, dict):
         return batch["pixel_values"], batch["labels"]
@@ -151,7 +155,7 @@ def train_epoch(
     loader: Iterable,
     optimizer: torch.optim.Optimizer,
     *,
-    scheduler=None,
+    scheduler: Scheduler | None = None,
     loss_fn: Callable | None = None,
     compute_loss: ComputeLoss | None = None,
     max_steps: int | None = None,
@@ -248,7 +252,8 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state((kind, keys.numpy(), *rest))
 
 
-def save_checkpoint(path, model, optimizer, scheduler, history: History, position: dict, rng: dict) -> None:
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Scheduler | None, history: History, position: dict, rng: dict) -> None:
     """Write model, optimizer, scheduler, history and RNG states to `path`, atomically.
 
     `position` says where the run is: epoch, batches done in it, and the RNG states at
@@ -268,7 +273,7 @@ def save_checkpoint(path, model, optimizer, scheduler, history: History, positio
         torch.save(state, f)
 
 
-def load_checkpoint(path) -> dict:
+def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint written by `fit(checkpoint=...)`; a broken file names itself."""
     path = Path(path)
     try:
@@ -343,7 +348,7 @@ def fit(
     weight_decay: float = 0.0,
     epochs: int = 1,
     max_steps: int | None = None,
-    scheduler=None,
+    scheduler: Scheduler | None = None,
     val_loader: Iterable | None = None,
     loss_fn: Callable | None = None,
     compute_loss: ComputeLoss | None = None,
@@ -354,6 +359,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    history: History | None = None,
 ) -> History:
     """Train `model` for `epochs` passes (at most `max_steps` steps in all).
 
@@ -378,6 +384,9 @@ def fit(
             where it stopped; the same call (same arguments; `progress` may differ)
             then finishes an interrupted run as if it had never stopped. A callback that
             draws random numbers is not replayed.
+        history: an empty `History` to record into, in place: after an interrupt
+            (KeyboardInterrupt, the notebook's stop button) it still holds every finished
+            step, although `fit` returned nothing. Default: a new one.
 
     Raises `TrainingDiverged` naming the step when the loss becomes NaN or infinite.
     """
@@ -393,11 +402,14 @@ def fit(
             raise ValueError("checkpoint_every needs a checkpoint file: pass checkpoint='run.pt'")
     if hasattr(train_loader, "__len__") and len(train_loader) == 0:
         raise ValueError("expected a train_loader with at least one batch, got an empty one")
+    if history is None:
+        history = History()
+    elif not isinstance(history, History) or history.losses or history.val_accuracy:
+        raise ValueError(f"history must be an empty History for fit to record into, got {history!r}")
     compute_loss = _loss_hook(loss_fn, compute_loss, _device_of(model))
     if optimizer is None:
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    history = History()
     start_epoch, skip, saved = 0, 0, None
     if checkpoint is not None and Path(checkpoint).exists():
         if not resume:
@@ -410,7 +422,8 @@ def fit(
         optimizer.load_state_dict(saved["optimizer"])
         if scheduler is not None and saved["scheduler"] is not None:
             scheduler.load_state_dict(saved["scheduler"])
-        history = History(list(saved["history"]["losses"]), list(saved["history"]["val_accuracy"]))
+        history.losses[:] = saved["history"]["losses"]
+        history.val_accuracy[:] = saved["history"]["val_accuracy"]
         start_epoch, skip = saved["position"]["epoch"], saved["position"]["batch"]
     generator = getattr(train_loader, "generator", None)
 
@@ -481,6 +494,9 @@ def fit(
                 if hasattr(err, "add_note"):  # Python 3.11+
                     err.add_note(f"fit: the run was saved to {checkpoint} after step {history.steps}; "
                                  "continue it with the same call and resume=True")
+            elif checkpoint is None and hasattr(err, "add_note"):
+                err.add_note(f"fit: interrupted after {history.steps} finished steps (the weights have changed); "
+                             "a History passed as history= holds their losses")
             if signum == signal.SIGTERM and interrupts.previous.get(signal.SIGTERM) is signal.SIG_DFL:
                 interrupts.__exit__()
                 signal.raise_signal(signal.SIGTERM)  # end the process as SIGTERM would have

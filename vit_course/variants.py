@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import ViTConfig
+from .cost import count_parameters
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def variant_table(names: Iterable[str] | None = None) -> list[dict]:
     rows = []
     for name in names or VARIANTS:
         model = build_on_meta(name)
-        params = sum(p.numel() for p in model.parameters())
+        params = count_parameters(model)
         quoted = QUOTED[name]
         rows.append({
             "model": name,

@@ -161,8 +161,9 @@ MHSA_CASES = [
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
-def _mhsa(x, p, h: int, split: str = "ok", merge: str = "ok", scale: str = "head", o_proj: bool = True,
-          qkv_bias: bool = True, sources: tuple[str, str, str] = ("q_proj", "k_proj", "v_proj")):
+def reference_mhsa(x: torch.Tensor, p: dict[str, torch.Tensor], h: int, split: str = "ok", merge: str = "ok",
+                   scale: str = "head", o_proj: bool = True, qkv_bias: bool = True,
+                   sources: tuple[str, str, str] = ("q_proj", "k_proj", "v_proj")) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-head self-attention from the weights `p`, with a switch per known mistake."""
     B, N, D = x.shape
     d = D // h
@@ -208,21 +209,21 @@ def _mhsa_mistakes(x, p, h):
         (
             "the scores are scaled by sqrt(hidden_size) instead of sqrt(head_dim): "
             "each head attends with vectors of size head_dim = hidden_size // num_heads",
-            lambda: _mhsa(x, p, h, scale="full"),
+            lambda: reference_mhsa(x, p, h, scale="full"),
         ),
-        ("o_proj is not applied: the merged heads go through o_proj at the end", lambda: _mhsa(x, p, h, o_proj=False)),
+        ("o_proj is not applied: the merged heads go through o_proj at the end", lambda: reference_mhsa(x, p, h, o_proj=False)),
         (
             "q and k are swapped: the queries come from q_proj(x), the keys from k_proj(x); "
             "the swap transposes every head's scores",
-            lambda: _mhsa(x, p, h, sources=("k_proj", "q_proj", "v_proj")),
+            lambda: reference_mhsa(x, p, h, sources=("k_proj", "q_proj", "v_proj")),
         ),
         (
             "the keys are used as values: v = v_proj(x), and out = weights @ v",
-            lambda: _mhsa(x, p, h, sources=("q_proj", "k_proj", "k_proj")),
+            lambda: reference_mhsa(x, p, h, sources=("q_proj", "k_proj", "k_proj")),
         ),
         (
             "the q/k/v biases are ignored: use the projections as layers (self.q_proj(x)) so qkv_bias is honoured",
-            lambda: _mhsa(x, p, h, qkv_bias=False),
+            lambda: reference_mhsa(x, p, h, qkv_bias=False),
         ),
     ]
     for split in ("ok", "dh", "no_transpose"):
@@ -230,8 +231,8 @@ def _mhsa_mistakes(x, p, h):
             if split == merge == "ok":
                 continue
             cause = SPLIT_CAUSE if split != "ok" else MERGE_CAUSE
-            mistakes.append((cause, lambda s=split, m=merge: _mhsa(x, p, h, split=s, merge=m)))
-            mistakes.append((cause, lambda s=split, m=merge: _mhsa(x, p, h, split=s, merge=m, o_proj=False)))
+            mistakes.append((cause, lambda s=split, m=merge: reference_mhsa(x, p, h, split=s, merge=m)))
+            mistakes.append((cause, lambda s=split, m=merge: reference_mhsa(x, p, h, split=s, merge=m, o_proj=False)))
     return mistakes
 
 

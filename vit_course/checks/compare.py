@@ -156,7 +156,7 @@ _runs: list[_Run] = []
 
 
 @contextlib.contextmanager
-def _run_scope(budget: float | None) -> Iterator[_Run]:
+def run_scope(budget: float | None) -> Iterator[_Run]:
     """A `_Run` for the duration of one check; `budget` seconds for all its learner calls."""
     usable = budget is not None and settings.time_limit_s is not None
     run = _Run(_Printed(settings.print_limit), time.monotonic() + budget if usable else None)
@@ -172,7 +172,7 @@ def running_check() -> bool:
     return bool(_runs)
 
 
-def _printed_lines(run: _Run | None = None) -> list[str]:
+def printed_lines(run: _Run | None = None) -> list[str]:
     run = run or (_runs[-1] if _runs else None)
     if run is None or not run.printed.total:
         return []
@@ -471,9 +471,9 @@ def check(exercise: str, hints: Callable[[BaseException], str | None] | None = N
                     return CheckResult(False, REFUSED, name, details=(f"{path.replace(':', '.')} is the course's answer",))
             before = _global_state()
             try:
-                with _run_scope(settings.check_time_limit_s) as scope:
+                with run_scope(settings.check_time_limit_s) as scope:
                     result = _run(body, name, obj, args, kwargs)
-                printed = _printed_lines(scope)
+                printed = printed_lines(scope)
             finally:
                 _restore(before)
             if printed:
@@ -703,12 +703,3 @@ def copy_weights(learner: torch.nn.Module, reference: torch.nn.Module, what: str
                 )
             theirs[name].copy_(value)
 
-
-def fail_with_diagnosis(
-    message: str,
-    problems: Sequence[str],
-    case: str,
-    cause: str | None,
-) -> None:
-    """Raise the `CheckFailure` for a wrong output on `case`."""
-    raise CheckFailure(message, details=(f"on {case}", *problems), cause=cause)

@@ -296,14 +296,14 @@ def _rows_for_run(got: Any, error: str | None, expected: Any, names: tuple[dict,
 def _run_learner(fn: Callable[..., Any], args: tuple, kwargs: dict, names: Sequence[str] | None = None,
                  ) -> tuple[Any, str | None, list[str]]:
     """(output, None, printed) or (None, what went wrong, printed), through the check runner."""
-    with compare._run_scope(None) as scope:
+    with compare.run_scope(None) as scope:
         try:
             got = compare.call_learner(fn, args, kwargs, case=_AT, names=names)
         except compare.LearnerError as e:
-            return None, f"raised {compare.describe_exception(e.error)}", compare._printed_lines(scope)
+            return None, f"raised {compare.describe_exception(e.error)}", compare.printed_lines(scope)
         except compare.CheckFailure as e:
-            return None, e.message, compare._printed_lines(scope)
-        return got, None, compare._printed_lines(scope)
+            return None, e.message, compare.printed_lines(scope)
+        return got, None, compare.printed_lines(scope)
 
 
 def _compared_function(learner: Callable[..., Any], reference: Callable[..., Any], title: str,

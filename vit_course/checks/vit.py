@@ -4,7 +4,8 @@
 compares its parameter names and shapes with the reference's (`patch_embed.proj`,
 `cls_token`, `pos_embed`, `blocks.N.*`, `norm`, `head`), loads the reference's state dict
 into it and compares `forward(pixel_values) -> logits`. The cases use HF's init and
-weights at std 0.3 (FACTS.md: one tolerance does not catch every mistake), batches of 1
+weights at std 0.3 (one tolerance does not catch every mistake, see
+`vit_course.checks.block`), batches of 1
 and 3, and one and three channels. A wrong output is matched against the known
 mistakes, recomputed from the reference's weights by `_forward` below: no CLS token,
 CLS without a position, CLS appended last, no position embedding, mean pooling, no
@@ -34,6 +35,7 @@ from .compare import (
     tensor_distance,
     tensor_problems,
 )
+from ..state_dict import state_dict_differences
 
 # config overrides, weight regime, batch size, description
 CASES = [
@@ -160,9 +162,7 @@ def _hints(error: BaseException) -> str | None:
 
 def _key_problems(learner_sd: dict, reference_sd: dict, config) -> tuple[list[str], str | None]:
     """Lines naming missing, unexpected and misshaped keys, and the likely cause."""
-    missing = [k for k in reference_sd if k not in learner_sd]
-    unexpected = [k for k in learner_sd if k not in reference_sd]
-    misshaped = [k for k in reference_sd if k in learner_sd and tuple(learner_sd[k].shape) != tuple(reference_sd[k].shape)]
+    missing, unexpected, misshaped = state_dict_differences(reference_sd, learner_sd)
     lines = []
 
     def show(keys):

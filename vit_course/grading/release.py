@@ -111,7 +111,7 @@ def exercises(nb: nbformat.NotebookNode) -> list[Exercise]:
                 raise ValueError(f"graded cell {meta.get('grade_id')!r} does not call a check_* function on the answer")
             check, learner = match.groups()
             found.append(Exercise(meta["grade_id"], check, learner, float(meta["points"]), None,
-                                  _without_hidden(cell.source), [solutions.get(learner, "")]))
+                                  without_hidden(cell.source), [solutions.get(learner, "")]))
     for cell in nb.cells:
         for alias, learner, reference in _USE_OR_REFERENCE.findall(cell.source):
             for exercise in found:
@@ -144,7 +144,7 @@ def _defined_names(source: str) -> list[str]:
     return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
 
 
-def _without_hidden(source: str) -> str:
+def without_hidden(source: str) -> str:
     return re.sub(r"[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[ \t]*\n?", "", source, flags=re.S).rstrip()
 
 
@@ -153,6 +153,7 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, ClearSolutions, ComputeChecksums, LockCells
 
     nb = copy.deepcopy(nb)
+    nb.metadata.pop("jupytext", None)  # the solution's pairing with its text source is not the student's
     resources: dict = {}
     for preprocessor in (LockCells(), ClearSolutions(), ClearOutput(), ComputeChecksums(), ClearHiddenTests(),
                          ComputeChecksums()):
@@ -176,7 +177,7 @@ def release(selection: list[str] | None, out: str | os.PathLike, instructor: str
         target = out / name / path.name
         if target.exists() and not force:
             raise FileExistsError(f"{target} exists: pass --force to replace it")
-        namespace = _reference_namespace(import_cell(nb))
+        namespace = reference_namespace(import_cell(nb))
         entries = []
         for exercise in exercises(nb):
             reference = eval(exercise.reference, namespace) if exercise.reference else None  # instructor's own cell
@@ -206,7 +207,7 @@ def release(selection: list[str] | None, out: str | os.PathLike, instructor: str
 _NAMESPACES: dict[str, dict] = {}
 
 
-def _reference_namespace(imports: str) -> dict:
+def reference_namespace(imports: str) -> dict:
     """The notebook's import cell run once in the grader (it is the instructor's own code)."""
     if imports not in _NAMESPACES:
         from .worker import run_statements

@@ -201,10 +201,10 @@ def _find_check(name: str):
 
 def reference_object(exercise: dict, imports: str) -> Any:
     """The course's reference for an exercise, as the released notebook names it."""
-    from .release import _reference_namespace
+    from .release import reference_namespace
 
     with contextlib.redirect_stdout(io.StringIO()):
-        return eval(exercise["reference"], _reference_namespace(imports))  # the instructor's import cell
+        return eval(exercise["reference"], reference_namespace(imports))  # the instructor's import cell
 
 
 def grade_notebook(path: Path | None, student: str, assignment: str, notebook: str, spec: dict,
@@ -330,9 +330,9 @@ def _grade_exercise(sandbox: Sandbox, cells: list[dict], checks: dict[str, str],
 def _tampering(checks: dict[str, str], exercise: dict) -> str | None:
     if exercise["grade_id"] not in checks:
         return "the check cell of this exercise was deleted"
-    from .release import _without_hidden
+    from .release import without_hidden
 
-    if _without_hidden(checks[exercise["grade_id"]]).strip() != exercise["check_source"].strip():
+    if without_hidden(checks[exercise["grade_id"]]).strip() != exercise["check_source"].strip():
         return "the check cell of this exercise was changed"
     return None
 
