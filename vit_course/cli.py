@@ -95,13 +95,20 @@ def _bench(args) -> int:
 
         torch.set_num_threads(args.threads)
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.verbose else None
+    results, report = [], None
     for model in args.models:
         result = bench.run(model, batch=args.batch, rounds=args.rounds, min_seconds=args.min_seconds,
                            candidates=args.candidates or bench.CANDIDATES, train=not args.no_train,
                            device=args.device, log=log)
+        results.append(result)
         print(result.table(), end="\n\n", flush=True)
     if args.int8_accuracy:
-        print(bench.int8_report(rounds=args.rounds, min_seconds=args.min_seconds).table())
+        report = bench.int8_report(rounds=args.rounds, min_seconds=args.min_seconds)
+        print(report.table(), end="\n\n")
+    print("\n".join(bench.targets(results, report)))
+    if args.record:
+        bench.write_record(args.record, results, report, device=results[0].device if results else "cpu")
+        print(f"recorded in {args.record} (python scripts/bench.py --readme {args.record} puts it in README.md)")
     return 0
 
 
@@ -157,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--int8-accuracy", action="store_true",
                    help="also measure int8 vs fp32 on the course ViT and the official Fashion-MNIST test split")
+    p.add_argument("--record", default=None, metavar="JSON",
+                   help="also save every round's figures, the machine and the command to this file")
     p.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     p.set_defaults(func=_bench)
 
