@@ -215,6 +215,17 @@ def test_preprocess_mistakes_are_named(learner, words):
     assert_cause(checks.check_preprocess(learner), words)
 
 
+def test_preprocess_that_converts_only_gray_images_fails_on_rgba():
+    def converts_gray_only(image, processor):
+        if image.mode == "L":
+            image = image.convert("RGB")
+        return preprocess_with(convert=False)(image, processor)
+
+    result = checks.check_preprocess(converts_gray_only)
+    assert_cause(result, "RGBA", "convert('RGB')")
+    assert "a gray" not in str(result)
+
+
 def test_top_k_in_class_order_is_named():
     def class_order(logits, k, id2label):
         probs = logits.softmax(-1)

@@ -21,6 +21,9 @@ from vit_course import checks
 from vit_course.attention import MultiHeadSelfAttention, scaled_dot_product_attention
 from vit_course.block import TransformerBlock
 from vit_course.checks import compare
+from vit_course.checks.clip import check_clip_loss
+from vit_course.checks.mae import check_random_masking
+from vit_course.checks.swin import check_shifted_window_mask, check_window_partition
 from vit_course.cost import vit_forward_flops
 from vit_course.patches import conv_to_linear_weight, patchify
 
@@ -152,8 +155,9 @@ def test_backward_can_be_turned_off_for_remote_modules():
         (lambda: torch.set_default_dtype(torch.float64), "default dtype float32 -> float64"),
         (lambda: torch.set_num_threads(max(1, torch.get_num_threads() + 1)), "number of threads"),
         (lambda: torch.use_deterministic_algorithms(True), "deterministic algorithms"),
+        (lambda: torch.set_default_device("meta"), "default device cpu -> meta (torch.set_default_device)"),
     ],
-    ids=["dtype", "threads", "deterministic"],
+    ids=["dtype", "threads", "deterministic", "device"],
 )
 def test_a_changed_global_setting_fails_and_is_put_back(change, words):
     before = compare._global_state()
@@ -230,6 +234,11 @@ REFERENCES = [
     (checks.check_vit_flops, "vit_course.cost", "vit_forward_flops"),
     (checks.check_shift_images, "vit_course.robustness", "shift_images"),
     (checks.check_shuffle_patches, "vit_course.robustness", "shuffle_patches"),
+    # notebooks 09 and 10
+    (check_window_partition, "vit_course.swin", "window_partition"),
+    (check_shifted_window_mask, "vit_course.swin", "shifted_window_mask"),
+    (check_random_masking, "vit_course.mae", "random_masking"),
+    (check_clip_loss, "vit_course.clip", "clip_loss"),
 ]
 
 
@@ -272,3 +281,180 @@ def test_freeze_backbone_that_forgets_to_return_the_model_fails():
 def test_float_inf_count_is_refused():
     assert not checks.check_count_parameters(lambda model: math.inf).passed
     assert not checks.check_count_parameters(lambda model: nn.Linear).passed
+
+
+# every check, not only patchify's ---------------------------------------------------------
+
+
+def _as(out, how):
+    """`out` (a tensor, or a tuple whose first item is one) as numpy or float64."""
+    if isinstance(out, torch.Tensor):
+        return out.numpy() if how == "numpy" else out.double()
+    return type(out)([_as(out[0], how), *out[1:]])
+
+
+def _function_returning(reference, how):
+    def mine(*args, **kwargs):
+        return _as(reference(*args, **kwargs), how)
+
+    return mine
+
+
+def _module_returning(reference, how):
+    class Mine(reference):
+        def forward(self, *args):
+            return _as(super().forward(*args), how)
+
+    return Mine
+
+
+def _tensor_checks():
+    from vit_course.attention_stats import mean_attention_distance
+    from vit_course.checks.position import interpolate_positions
+    from vit_course.inference import preprocess
+    from vit_course.position import sincos_2d
+    from vit_course.robustness import shift_images, shuffle_patches
+    from vit_course.rollout import attention_rollout
+    from vit_course.vit import VisionTransformer
+
+    functions = [
+        (checks.check_patchify, patchify), (checks.check_conv_to_linear_weight, conv_to_linear_weight),
+        (checks.check_sincos_2d, sincos_2d), (checks.check_interpolate_positions, interpolate_positions),
+        (checks.check_scaled_dot_product_attention, scaled_dot_product_attention),
+        (checks.check_attention_rollout, attention_rollout),
+        (checks.check_mean_attention_distance, mean_attention_distance), (checks.check_preprocess, preprocess),
+        (checks.check_shift_images, shift_images), (checks.check_shuffle_patches, shuffle_patches),
+    ]
+    modules = [
+        (checks.check_multi_head_self_attention, MultiHeadSelfAttention),
+        (checks.check_transformer_block, TransformerBlock), (checks.check_vision_transformer, VisionTransformer),
+    ]
+    return [(c, r, _function_returning) for c, r in functions] + [(c, r, _module_returning) for c, r in modules]
+
+
+TENSOR_CHECKS = _tensor_checks()
+
+
+@pytest.mark.parametrize("how, words", [("numpy", "you returned a numpy.ndarray"),
+                                        ("float64", "you returned a torch.Tensor / float64")])
+@pytest.mark.parametrize("check_fn, reference, make", TENSOR_CHECKS, ids=[c.__name__ for c, _, _ in TENSOR_CHECKS])
+def test_every_tensor_check_refuses_numpy_and_float64_and_says_the_values_are_right(check_fn, reference, make, how,
+                                                                                 words):
+    result = check_fn(make(reference, how))
+    assert not result.passed, str(result)
+    assert words in str(result) and "its values match the reference" in str(result), str(result)
+    assert ("numpy array" if how == "numpy" else "another dtype") in (result.cause or ""), str(result)
+
+
+def test_a_numpy_integer_parameter_count_is_accepted():
+    from vit_course.cost import count_parameters
+
+    assert checks.check_count_parameters(lambda model: np.int64(count_parameters(model))).passed
+    assert not checks.check_count_parameters(lambda model: np.float64(count_parameters(model) + 0.5)).passed
+
+
+# grad mode and the global random generator ------------------------------------------------
+
+
+def test_a_grad_mode_switched_off_for_good_is_named():
+    from vit_course.finetune import freeze_backbone
+
+    def freeze_with_no_grad(model):
+        torch.set_grad_enabled(False)  # "freezing" the notebook instead of the backbone
+        return freeze_backbone(model)
+
+    result = checks.check_freeze_backbone(freeze_with_no_grad)
+    assert not result.passed and "grad mode True -> False (torch.set_grad_enabled)" in result.message, str(result)
+    assert torch.is_grad_enabled()
+
+    class BlockSwitchesGradOff(TransformerBlock):
+        def forward(self, x):
+            torch.set_grad_enabled(False)
+            return super().forward(x)
+
+    result = checks.check_transformer_block(BlockSwitchesGradOff)
+    assert not result.passed and "grad mode" in result.message, str(result)
+    assert torch.is_grad_enabled()
+
+
+def test_a_reseeded_global_generator_is_named_and_the_callers_stream_goes_on():
+    def reseeds(x, P):
+        torch.manual_seed(1234)
+        return patchify(x, P)
+
+    torch.manual_seed(7)
+    torch.rand(3)
+    expected_next = torch.rand(2)
+    torch.manual_seed(7)
+    torch.rand(3)
+    result = checks.check_patchify(reseeds)
+    assert torch.equal(torch.rand(2), expected_next), "the check moved the caller's random stream"
+    assert not result.passed and "reseeded with 1234 (torch.manual_seed)" in result.message, str(result)
+    assert "torch.Generator" in (result.cause or "")
+
+
+def test_random_numbers_drawn_without_reseeding_are_fine():
+    def draws(x, P):
+        torch.randn(3)  # e.g. a module initialised inside
+        return patchify(x, P)
+
+    assert checks.check_patchify(draws).passed
+
+
+# one time limit for the whole check -------------------------------------------------------
+
+
+def test_a_slow_answer_is_stopped_after_the_checks_budget_not_after_every_case():
+    import time
+
+    def slow(x, P):
+        time.sleep(0.2)
+        return patchify(x, P)
+
+    settings = compare.settings
+    saved = settings.time_limit_s, settings.check_time_limit_s
+    settings.time_limit_s, settings.check_time_limit_s = 1.0, 0.5
+    try:
+        start = time.monotonic()
+        result = checks.check_patchify(slow)
+        took = time.monotonic() - start
+    finally:
+        settings.time_limit_s, settings.check_time_limit_s = saved
+    assert not result.passed and "more than 0.5 s in all over the check's cases" in result.message, str(result)
+    assert "stopped on non-square images: (2, 3, 8, 12)" in result.message, str(result)
+    assert took < 1.5, f"{took:.1f} s: 7 cases x 0.2 s would be 1.4 s"
+
+
+def test_no_time_limit_means_no_check_budget_either():
+    import time
+
+    def slow(x, P):
+        time.sleep(0.05)
+        return patchify(x, P)
+
+    settings = compare.settings
+    saved = settings.time_limit_s, settings.check_time_limit_s
+    settings.time_limit_s, settings.check_time_limit_s = None, 0.1  # what the grader sets
+    try:
+        assert checks.check_patchify(slow).passed
+    finally:
+        settings.time_limit_s, settings.check_time_limit_s = saved
+
+
+# a rebound name cannot pass ----------------------------------------------------------------
+
+
+def test_rebinding_the_learner_name_cannot_give_a_false_pass():
+    from vit_course import patches
+    from vit_course.checks import use_or_reference
+
+    def wrong(x, P):
+        return patchify(x, P) + 1
+
+    def stub(x, P):
+        raise NotImplementedError
+
+    for answer in (wrong, stub):  # the old `patchify = use_or_reference(result, patchify, ...)` cell
+        rebound = use_or_reference(checks.check_patchify(answer), answer, patches.patchify)
+        again = checks.check_patchify(rebound)
+        assert not again.passed and again.message == compare.REFUSED, str(again)

@@ -662,7 +662,8 @@ def test_check_result_rejects_contradictions():
 def test_use_or_reference_says_which_is_used(capsys):
     assert use_or_reference(checks.check_patchify(patchify_einops), patchify_einops, patchify) is patchify_einops
     assert use_or_reference(checks.check_patchify(stub), stub, patchify) is patchify
-    assert use_or_reference(checks.check_patchify(patchify_ppc), patchify_ppc, patchify) is patchify
+    wrapped = use_or_reference(checks.check_patchify(patchify_ppc), patchify_ppc, patchify)
+    assert wrapped is not patchify and wrapped.__wrapped__ is patchify  # the reference, shown once beside yours
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
         "Using your patchify_einops.",

@@ -82,13 +82,23 @@ def test_nan_weights_in_a_local_folder_are_named(tmp_path):
     with torch.no_grad():
         next(model.parameters()).fill_(float("nan"))
     model.save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=f"{tmp_path} holds non-finite"):
+    with pytest.raises(ValueError, match=f"{tmp_path / 'model.safetensors'} holds non-finite"):
+        dinov2.load_dinov2(str(tmp_path))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_truncated_weights_file_in_a_local_folder_is_named(tmp_path, damage):
+    """transformers said "Error while deserializing header" (a SafetensorError), with no path."""
+    tiny_dinov2().save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"" if damage == "empty" else weights.read_bytes()[:500])
+    with pytest.raises(ValueError, match=rf"{weights} .*Fix: write {tmp_path} again with save_pretrained"):
         dinov2.load_dinov2(str(tmp_path))
 
 
 def test_a_broken_local_folder_is_named(tmp_path):
     (tmp_path / "config.json").write_text("{")
-    with pytest.raises(ValueError, match=f"cannot load {tmp_path}"):
+    with pytest.raises(ValueError, match=f"{tmp_path / 'config.json'} is not valid JSON .*Fix: write {tmp_path} again"):
         dinov2.load_dinov2(str(tmp_path))
 
 
@@ -155,6 +165,18 @@ def test_convert_dinov2_with_a_missing_onnx_file_says_so(tmp_path, capsys):
     assert main(["convert-dinov2", "--onnx", str(missing), "--cache-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert f"{missing} not found" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind, says", [("folder", "is a folder"), ("empty", "is empty (0 bytes)")])
+def test_convert_dinov2_with_a_folder_or_an_empty_file_says_which(tmp_path, capsys, kind, says):
+    target = tmp_path / "onnx"
+    if kind == "folder":
+        target.mkdir()
+    else:
+        target.write_bytes(b"")
+    assert main(["convert-dinov2", "--onnx", str(target), "--cache-dir", str(tmp_path / "cache")]) == 1
+    err = capsys.readouterr().err
+    assert f"{target} {says}" in err and "Traceback" not in err
 
 
 def test_convert_dinov2_with_a_file_that_is_not_onnx_says_so(tmp_path, capsys):

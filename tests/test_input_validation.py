@@ -7,6 +7,7 @@ where the guard could be too eager, the good case still passing.
 
 import gzip
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -107,7 +108,7 @@ def test_matching_idx_files_load(tmp_path, monkeypatch):
 def test_truncated_idx_file_names_its_path(tmp_path):
     path = _idx(tmp_path / "x-idx3-ubyte", np.zeros((10, 28, 28)))
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(ValueError, match=f"{path}: truncated or padded idx file"):
+    with pytest.raises(ValueError, match=f"{path}: truncated or padded idx file.*apt-get install dataset-fashion-mnist"):
         data.read_idx(path)
 
 
@@ -127,6 +128,16 @@ def test_truncated_npz_names_its_path_and_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DATA_DIR", tmp_path)
     with pytest.raises(ValueError, match=r"test\.npz cannot be read .*git checkout -- data/"):
         data.load_fashion_mnist("test")
+
+
+def test_truncated_heldout_indices_name_their_path_and_the_fix(tmp_path, monkeypatch):
+    folder = tmp_path / "fashion_mnist"
+    folder.mkdir()
+    np.savez(folder / "heldout.npz", indices=np.arange(5000))
+    (folder / "heldout.npz").write_bytes((folder / "heldout.npz").read_bytes()[:300])
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path)
+    with pytest.raises(ValueError, match=r"heldout\.npz cannot be read .*git checkout -- data/"):
+        data.fashion_mnist_indices("heldout")
 
 
 def test_truncated_json_names_its_path_and_the_fix(tmp_path, monkeypatch):
@@ -168,6 +179,8 @@ def test_empty_json_is_named_empty(tmp_path, monkeypatch):
     (dict(hidden_size=True), "hidden_size must be an integer"),
     (dict(qkv_bias="yes"), "qkv_bias must be True or False"),
     (dict(num_labels=3, id2label={0: "a", 1: "b"}), r"id2label must name the classes 0\.\.2"),
+    (dict(num_labels=2, id2label={"x": "a", 1: "b"}), r"id2label must map class indices .*got keys \['x', 1\]"),
+    (dict(num_labels=2, id2label=["a", "b"]), "id2label must be a dict"),
 ])
 def test_vit_config_rejects_each_bad_field(kwargs, match):
     base = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
@@ -224,3 +237,43 @@ def test_a_broken_cnn_folder_names_its_weights_file(tmp_path, damage):
     folder, weights = _broken_copy(DATA_DIR / "models" / "cnn-fashion", tmp_path / "cnn", damage)
     with pytest.raises(ValueError, match=rf"{weights} .*Fix: .*git checkout -- data/models/cnn-fashion"):
         cnn.load(folder)
+
+
+def _damaged_copy(name, dst, damage):
+    """A copy of the shipped model folder `name`, one file damaged; returns (folder, damaged file)."""
+    from vit_course.paths import DATA_DIR
+
+    dst.mkdir()
+    for f in (DATA_DIR / "models" / name).iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    target = dst / ("config.json" if damage.endswith("config") else "model.safetensors")
+    raw = target.read_bytes()
+    target.write_bytes({"truncated": raw[: len(raw) // 3], "nan": raw[:-64] + b"\xff" * 64, "empty config": b"",
+                        "truncated config": raw[:20]}[damage])
+    return dst, target
+
+
+def _loaders():
+    from vit_course.mae import MaskedAutoencoder
+    from vit_course.swin import SwinTransformer
+
+    return {"vit-tiny-fashion": VisionTransformer.from_hf, "mae-tiny-fashion": MaskedAutoencoder.from_hf,
+            "swin-tiny-fashion": SwinTransformer.from_hf}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "nan", "empty config", "truncated config"])
+@pytest.mark.parametrize("name", ["vit-tiny-fashion", "mae-tiny-fashion", "swin-tiny-fashion"])
+def test_a_damaged_copy_of_any_model_folder_names_the_file_and_the_fix(tmp_path, name, damage):
+    """Not only the ViT and the CNN: MAE and Swin read through transformers, which said
+    "invalid header length" with no path, and loaded NaN weights silently."""
+    folder, target = _damaged_copy(name, tmp_path / name, damage)
+    with pytest.raises(ValueError, match=rf"{target} .*Fix: write {folder} again with save_pretrained"):
+        _loaders()[name](folder)
+
+
+@pytest.mark.parametrize("name", ["vit-tiny-fashion", "mae-tiny-fashion", "swin-tiny-fashion"])
+def test_an_intact_copy_of_each_model_folder_loads(tmp_path, name):
+    from vit_course.paths import DATA_DIR
+
+    shutil.copytree(DATA_DIR / "models" / name, tmp_path / name)
+    assert not _loaders()[name](tmp_path / name).training

@@ -5,7 +5,7 @@
 differ from other libraries and matter for exact parity: `layer_norm_eps=1e-12` (timm
 uses 1e-6, `nn.LayerNorm` 1e-5) and `hidden_act="gelu"`, the exact erf GELU.
 
-Used by notebooks 01 and 08.
+Used by notebooks 01, 03, 04 and 08.
 """
 
 from __future__ import annotations
@@ -71,7 +71,13 @@ class ViTConfig:
                 f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {self.attn_implementation!r}"
             )
         if self.id2label is not None:
-            self.id2label = {int(k): v for k, v in self.id2label.items()}
+            try:
+                self.id2label = {int(k): v for k, v in self.id2label.items()}
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"id2label must map class indices (int, or digit strings as in a config.json) to names, "
+                    f"got keys {list(self.id2label)}"
+                ) from None
             if self.num_labels and sorted(self.id2label) != list(range(self.num_labels)):
                 raise ValueError(
                     f"id2label must name the classes 0..{self.num_labels - 1} (num_labels={self.num_labels}), "

@@ -153,7 +153,14 @@ def _load_npz(folder: str, split: str, splits: tuple[str, ...]) -> dict[str, np.
             "It ships with the repository: check out data/ again, or rebuild it with "
             "`python scripts/make_data.py` (needs the full dataset; " + HOW_TO_GET_FASHION_MNIST + ")",
         )
-    fix = "check out data/ again (`git checkout -- data/`) or rebuild it with `python scripts/make_data.py`"
+    return _read_npz(path)
+
+
+NPZ_FIX = "check out data/ again (`git checkout -- data/`) or rebuild it with `python scripts/make_data.py`"
+
+
+def _read_npz(path: Path, fix: str = NPZ_FIX) -> dict[str, np.ndarray]:
+    """The arrays of a shipped `.npz`, checked: as recorded in the manifest, readable, images paired with labels."""
     verify_shipped(path)
     try:
         with np.load(path) as npz:
@@ -193,9 +200,10 @@ def fashion_mnist_indices(split: str) -> np.ndarray:
         path = DATA_DIR / "fashion_mnist" / "heldout.npz"
         if not path.is_file():
             raise _missing("Fashion-MNIST held-out indices", [path], "Rebuild with `python scripts/make_data.py`.")
-        verify_shipped(path)
-        with np.load(path) as npz:
-            return npz["indices"]
+        arrays = _read_npz(path)
+        if "indices" not in arrays:
+            raise ValueError(f"{path} holds no 'indices' array (it has {sorted(arrays)}). Fix: {NPZ_FIX}")
+        return arrays["indices"]
     return _load_npz("fashion_mnist", split, ("train", "val", "test"))["indices"]
 
 

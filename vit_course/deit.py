@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from .block import TransformerBlock
 from .config import ViTConfig, to_2tuple
 from .hf import LAYER_NAMES, LAYER_PREFIX, LEGACY, detect_layout
+from .paths import check_model_folder
 from .patches import PatchEmbedding, check_images
 from .state_dict import check_state_dict, renamed_state_dict
 from . import position
@@ -107,6 +108,7 @@ class DeiT(nn.Module):
         import transformers
 
         if isinstance(source, (str, Path)):
+            check_model_folder(source)  # config parsed, weights readable and finite
             source = transformers.DeiTForImageClassificationWithTeacher.from_pretrained(source)
         if not isinstance(source, transformers.DeiTForImageClassificationWithTeacher):
             raise ValueError(

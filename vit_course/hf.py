@@ -23,7 +23,7 @@ import torch
 
 from .attention import split_qkv_state_dict
 from .config import ViTConfig
-from .paths import read_safetensors, verify_shipped
+from .paths import check_model_folder, read_safetensors
 from .state_dict import check_state_dict, renamed_state_dict
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def load_hf(source: str | Path | transformers.PreTrainedModel) -> tuple[ViTConfi
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
-            verify_shipped(path)  # a shipped model: every file as recorded in data/MANIFEST.json
+            check_model_folder(path, weights=False)  # as shipped, config parsed (weights: below)
             hf_config = transformers.ViTConfig.from_pretrained(path)
             hf_state_dict, name = read_checkpoint(path), str(path)
         else:

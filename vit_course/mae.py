@@ -26,7 +26,7 @@ from .block import TransformerBlock
 from .config import ViTConfig, to_2tuple
 from .hf import LAYER_NAMES, LEGACY, detect_layout
 from .patches import PatchEmbedding, check_images
-from .paths import verify_shipped
+from .paths import check_model_folder
 from .position import sincos_2d
 from .state_dict import check_state_dict, renamed_state_dict
 
@@ -255,7 +255,7 @@ class MaskedAutoencoder(nn.Module):
         import transformers
 
         if isinstance(source, (str, Path)):
-            verify_shipped(source)  # a shipped model: every file as recorded in data/MANIFEST.json
+            check_model_folder(source)  # as shipped, config parsed, weights readable and finite
             source = transformers.ViTMAEForPreTraining.from_pretrained(source)
         if not isinstance(source, transformers.ViTMAEForPreTraining):
             raise ValueError(f"expected a transformers ViTMAEForPreTraining or its directory, got {type(source).__name__}")

@@ -7,7 +7,9 @@ on first use (the converted DINOv2 weights). Every file the course writes goes t
 `atomic_write`, every folder through `atomic_folder`, so an interrupted run never leaves
 half a file behind. Every weight or JSON file the course reads goes through
 `read_safetensors` / `read_json`, which name the file and the command that fixes it when
-the file is empty, truncated or holds non-finite weights.
+the file is empty, truncated or holds non-finite weights; `check_model_folder` does both for
+a `save_pretrained` folder before transformers reads it (transformers' own messages name
+no file, or no fix).
 
 Every file shipped in `data/` has its size and SHA-256 recorded in `data/MANIFEST.json`;
 `verify_shipped` checks a file (or a folder's files) against that record when the course
@@ -232,6 +234,14 @@ def shipped_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
+def _under_data(path: str | os.PathLike) -> bool:
+    try:
+        Path(path).resolve().relative_to(DATA_DIR.resolve())
+    except ValueError:
+        return False
+    return True
+
+
 def restore_command(path: str | os.PathLike) -> str:
     """The command that puts a shipped file back (or records a deliberate change)."""
     try:
@@ -305,6 +315,27 @@ def read_safetensors(path: str | os.PathLike, fix: str) -> dict:
     if bad:
         raise ValueError(f"{path} holds non-finite (NaN or inf) weights in {bad[:5]}. Fix: {fix}")
     return tensors
+
+
+def check_model_folder(folder: str | os.PathLike, fix: str | None = None, weights: bool = True) -> None:
+    """Check a `save_pretrained` folder before transformers reads it (a hub id: nothing to check).
+
+    Its shipped files as recorded in data/MANIFEST.json, `config.json` parsed and, with
+    `weights`, `model.safetensors` readable and finite. Anything else is a ValueError
+    (FileNotFoundError for a missing config) naming the file and `fix` (default: write the
+    folder again, or restore a shipped one), instead of the library's message without a path.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    verify_shipped(folder)
+    if fix is None:
+        fix = f"write {folder} again with save_pretrained"
+        if _under_data(folder):
+            fix = f"restore the shipped model: {restore_command(folder)}"
+    read_json(folder / "config.json", fix)
+    if weights and (folder / "model.safetensors").exists():
+        read_safetensors(folder / "model.safetensors", fix)
 
 
 def _umask() -> int:

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from .block import activation
 from .config import to_2tuple
 from .patches import check_images
-from .paths import verify_shipped
+from .paths import check_model_folder
 from .state_dict import check_state_dict, renamed_state_dict
 
 if TYPE_CHECKING:
@@ -360,7 +360,7 @@ class SwinTransformer(nn.Module):
         import transformers
 
         if isinstance(source, (str, Path)):
-            verify_shipped(source)  # a shipped model: every file as recorded in data/MANIFEST.json
+            check_model_folder(source)  # as shipped, config parsed, weights readable and finite
             config = transformers.AutoConfig.from_pretrained(source)
             is_classifier = any(a.endswith("ForImageClassification") for a in (config.architectures or []))
             kind = transformers.SwinForImageClassification if is_classifier else transformers.SwinModel

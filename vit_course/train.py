@@ -25,7 +25,7 @@ and when the run is interrupted (KeyboardInterrupt, SIGINT, SIGTERM) at its last
 step; `resume=True` replays the interrupted epoch's shuffle and continues exactly where the
 checkpoint stopped, so an interrupted run ends with the same weights as an uninterrupted one.
 
-Used by notebooks 06 and 08.
+Used by notebooks 04, 06 and 08.
 """
 
 from __future__ import annotations

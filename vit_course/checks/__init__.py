@@ -6,7 +6,8 @@ token), and returns a `CheckResult`: green when it passed, red with the first di
 and the likely cause when not, amber while the exercise still raises NotImplementedError.
 A check never raises, and refuses the course's own reference. `use_or_reference` then
 picks your object or the reference under another name, so later cells keep working either
-way and re-running the check still checks your code:
+way and re-running the check still checks your code; after a failed check the first cell
+that uses it also shows, once, what your version gives next to the reference's:
 
     result = check_patchify(patchify)
     display(result)
@@ -25,9 +26,10 @@ from .inference import check_preprocess, check_top_k
 from .vit import check_vision_transformer
 from .patches import check_conv_to_linear_weight, check_patchify
 from .position import check_interpolate_positions, check_sincos_2d
-from .result import CheckResult, use_or_reference
+from .result import CheckResult
 from .robustness import check_shift_images, check_shuffle_patches
 from .rollout import check_attention_rollout
+from .side_by_side import use_or_reference
 
 __all__ = [
     "CheckResult",

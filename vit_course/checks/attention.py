@@ -14,6 +14,8 @@ Used by notebook 03.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -119,7 +121,7 @@ def _swapped(got, expected) -> bool:
 
 @check("scaled_dot_product_attention", hints=_sdpa_hints,
        reference="vit_course.attention:scaled_dot_product_attention")
-def check_scaled_dot_product_attention(fn) -> str:
+def check_scaled_dot_product_attention(fn: Callable[..., Any]) -> str:
     """`fn(q, k, v) -> (out, weights)`: compare with `vit_course.attention.scaled_dot_product_attention`."""
     from vit_course.attention import scaled_dot_product_attention
 
@@ -272,7 +274,7 @@ def _check_projections(learner, D: int, qkv_bias: bool) -> None:
 
 
 @check("MultiHeadSelfAttention", hints=_sdpa_hints, reference="vit_course.attention:MultiHeadSelfAttention")
-def check_multi_head_self_attention(cls) -> str:
+def check_multi_head_self_attention(cls: type) -> str:
     """`cls(hidden_size, num_heads, qkv_bias=...)`, `forward(x) -> (out, weights)`: compare with the reference."""
     from vit_course.attention import MultiHeadSelfAttention
 

@@ -9,6 +9,9 @@ recognises are written out below, each next to the sentence it prints.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from .compare import (
@@ -117,7 +120,7 @@ def _hints(error: BaseException) -> str | None:
 
 @check("mean_attention_distance", hints=_hints,
        reference="vit_course.attention_stats:mean_attention_distance")
-def check_mean_attention_distance(fn) -> str:
+def check_mean_attention_distance(fn: Callable[..., Any]) -> str:
     """`fn(attn (heads, T, T), grid_size (rows, cols), patch_size) -> (heads,)`: compare with
     `vit_course.attention_stats.mean_attention_distance`."""
     from vit_course.attention_stats import mean_attention_distance

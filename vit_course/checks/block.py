@@ -13,6 +13,7 @@ Used by notebook 04.
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn import functional as F
@@ -32,6 +33,9 @@ from .compare import (
     tensor_problems,
 )
 
+if TYPE_CHECKING:
+    from vit_course.config import ViTConfig
+
 # config overrides, weight regime, (B, N), input std, description
 CASES = [
     (dict(hidden_size=24, num_attention_heads=3, intermediate_size=48), "default", (2, 5), 1.0,
@@ -50,7 +54,7 @@ CASES = [
 LAYOUT = "norm1, attn.{q,k,v,o}_proj, norm2, mlp.fc1, mlp.fc2 (each with weight and bias)"
 
 
-def make_config(**overrides):
+def make_config(**overrides: Any) -> ViTConfig:
     """A small `vit_course.ViTConfig` without dropout; unknown overrides are an error."""
     from vit_course.config import ViTConfig
 
@@ -193,7 +197,7 @@ def _check_qkv_bias(learner, config) -> None:
 
 
 @check("TransformerBlock", reference="vit_course.block:TransformerBlock")
-def check_transformer_block(cls) -> str:
+def check_transformer_block(cls: type) -> str:
     """`cls(config)`, `forward(x) -> x`: compare with `vit_course.block.TransformerBlock`."""
     from vit_course.block import TransformerBlock
 

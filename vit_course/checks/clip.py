@@ -9,6 +9,9 @@ each beside its sentence.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch.nn import functional as F
 
@@ -60,8 +63,8 @@ def _mistakes(image, text, t):
     ]
 
 
-@check("clip_loss")
-def check_clip_loss(fn) -> str:
+@check("clip_loss", reference="vit_course.clip:clip_loss")
+def check_clip_loss(fn: Callable[..., Any]) -> str:
     """`fn(image_embeds (B, E), text_embeds (B, E), logit_scale) -> loss ()`: compare with `vit_course.clip.clip_loss`."""
     for seed, (B, E, t, case) in enumerate(CASES):
         image = randn(B, E, seed=400 + seed, std=2.0) + 0.5  # not unit length, not centred

@@ -3,10 +3,12 @@
 A check body calls learner code only through `learner_call` (and `learner_backward` for
 modules), so an exception there is told apart from a bug in the check. Each call
 
-- stops after `settings.time_limit_s` seconds with a message naming the case,
+- stops after `settings.time_limit_s` seconds (and the calls of one check together after
+  `settings.check_time_limit_s`) with a message naming the case,
 - captures what the learner's code prints (shown, cut short, under the verdict),
 - fails when it changes its inputs in place or torch's global settings (default dtype,
-  threads, deterministic algorithms, default device), and puts those settings back,
+  threads, deterministic algorithms, default device, grad mode, the global RNG's seed),
+  and puts those settings back,
 - runs without gradients and without touching the caller's RNG state.
 
 A body ends by returning a success message or raising `CheckFailure`; `check` turns
@@ -15,7 +17,8 @@ refuses the course's own reference ("run your exercise cell first"). `tensor_pro
 requires the reference's type and dtype; `diagnose` runs the known mistakes on the
 failing case and names the one whose output the learner's matches. Inputs come from
 `randn`, seeded per case, so every message is the same on every run. Used by every
-module in `vit_course.checks`, so by the check cells of notebooks 01-08.
+module in `vit_course.checks` (and by `use_or_reference`, which runs learner code once on
+a notebook cell's data), so by the check cells of notebooks 01-08.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numbers
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,14 +49,18 @@ class Settings:
     """What the runner allows learner code; a grader may change these before it calls checks.
 
     Args:
-        time_limit_s: seconds one call of learner code may run (None: no limit). Enforced
-            with SIGALRM, so only in the main thread of a process that has it.
+        time_limit_s: seconds one call of learner code may run (None: no limit, neither
+            per call nor per check). Enforced with SIGALRM, so only in the main thread
+            of a process that has it.
+        check_time_limit_s: seconds all the calls of one check may run together, so a
+            slow answer stops after this long, not after time_limit_s times the cases.
         print_limit: characters of the learner's prints shown under a verdict.
         run_backward: run a backward pass through the learner's modules. A module whose
             forward runs elsewhere can also opt out with `_vit_course_remote = True`.
     """
 
     time_limit_s: float | None = 15.0
+    check_time_limit_s: float | None = 30.0
     print_limit: int = 600
     run_backward: bool = True
 
@@ -93,7 +100,7 @@ class _TimeLimit(BaseException):
 
 
 @contextlib.contextmanager
-def _time_limit(seconds: float | None):
+def _time_limit(seconds: float | None) -> Iterator[None]:
     usable = (
         seconds is not None and seconds > 0 and hasattr(signal, "setitimer")
         and threading.current_thread() is threading.main_thread()
@@ -102,7 +109,7 @@ def _time_limit(seconds: float | None):
         yield
         return
 
-    def stop(signum, frame):
+    def stop(signum: int, frame: Any) -> None:
         raise _TimeLimit()
 
     start = time.monotonic()
@@ -135,16 +142,44 @@ class _Printed(io.TextIOBase):
         return len(s)
 
 
-# what learner code printed during the current check: one _Printed per check
-_printed: list[_Printed] = []
+@dataclass
+class _Run:
+    """One check (or one side-by-side run) in progress: what learner code printed, and
+    the monotonic time by which all its calls must have ended (None: no such limit)."""
+
+    printed: _Printed
+    deadline: float | None = None
 
 
-def _printed_lines() -> list[str]:
-    if not _printed or not _printed[-1].total:
+# the checks in progress, innermost last
+_runs: list[_Run] = []
+
+
+@contextlib.contextmanager
+def _run_scope(budget: float | None) -> Iterator[_Run]:
+    """A `_Run` for the duration of one check; `budget` seconds for all its learner calls."""
+    usable = budget is not None and settings.time_limit_s is not None
+    run = _Run(_Printed(settings.print_limit), time.monotonic() + budget if usable else None)
+    _runs.append(run)
+    try:
+        yield run
+    finally:
+        _runs.remove(run)
+
+
+def running_check() -> bool:
+    """True while a check (or a side-by-side run of learner code) is in progress."""
+    return bool(_runs)
+
+
+def _printed_lines(run: _Run | None = None) -> list[str]:
+    run = run or (_runs[-1] if _runs else None)
+    if run is None or not run.printed.total:
         return []
-    out = _printed[-1]
-    text = "".join(out.text).rstrip("\n")
-    lines = [f"your code printed {out.total:,} characters" + (f"; the first {len(text):,}:" if out.total > len(text) else ":")]
+    out = run.printed
+    kept = "".join(out.text)
+    text = kept.rstrip("\n")
+    lines = [f"your code printed {out.total:,} characters" + (f"; the first {len(kept):,}:" if out.total > len(kept) else ":")]
     lines += ["  | " + line for line in text.splitlines()[:12]]
     return lines
 
@@ -235,8 +270,17 @@ def _input_names(args: tuple, kwargs: dict, names: Sequence[str] | None) -> list
     return named + list(kwargs.items())
 
 
-def learner_call(fn: Callable, *args, case: str = "", names: Sequence[str] | None = None, grad: bool = False,
-                 **kwargs) -> Any:
+def _call_limit() -> float | None:
+    """Seconds the next learner call may run: the per-call limit, or what is left of the check's."""
+    limit = settings.time_limit_s
+    deadline = _runs[-1].deadline if _runs else None
+    if limit is None or deadline is None:
+        return limit
+    return max(min(limit, deadline - time.monotonic()), 1e-3)
+
+
+def learner_call(fn: Callable[..., Any], *args: Any, case: str = "", names: Sequence[str] | None = None,
+                 grad: bool = False, **kwargs: Any) -> Any:
     """Call learner code `fn(*args, **kwargs)`: the one door through which checks run it.
 
     Without gradients unless `grad`, without touching the caller's RNG state, under the
@@ -244,22 +288,36 @@ def learner_call(fn: Callable, *args, case: str = "", names: Sequence[str] | Non
     messages ("q", "k", "v"). Raises `LearnerError` when the learner's code raises,
     `CheckFailure` when it ran too long or changed its inputs or torch's settings.
     """
+    return call_learner(fn, args, kwargs, case=case, names=names, grad=grad)
+
+
+def call_learner(fn: Callable[..., Any], args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, *,
+                 case: str = "", names: Sequence[str] | None = None, grad: bool = False) -> Any:
+    """`learner_call` with the arguments as a tuple and a dict, so that any keyword reaches `fn`."""
+    args, kwargs = tuple(args), dict(kwargs or {})
     inputs = _input_names(args, kwargs, names)
     snapshots = [_snapshot(value) for _, value in inputs]
     before = _global_state()
-    stream = _printed[-1] if _printed else _Printed(0)
-    timed_out = False
+    stream = _runs[-1].printed if _runs else _Printed(0)
+    limit = _call_limit()
+    timed_out, inside = False, []
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.random.fork_rng(devices=[]))
             stack.enter_context(torch.enable_grad() if grad else torch.no_grad())
+            seed = torch.initial_seed()
             stack.enter_context(contextlib.redirect_stdout(stream))
             stack.enter_context(contextlib.redirect_stderr(stream))
-            stack.enter_context(_time_limit(settings.time_limit_s))
+            stack.enter_context(_time_limit(limit))
             try:
                 result = fn(*args, **kwargs)
             except _TimeLimit:
                 timed_out = True
+            # changes the contexts above undo on exit, so that the settings after it cannot show
+            if torch.is_grad_enabled() != grad:
+                inside.append(f"grad mode {grad} -> {torch.is_grad_enabled()} (torch.set_grad_enabled)")
+            if torch.initial_seed() != seed:
+                inside.append(f"the global random generator reseeded with {torch.initial_seed()} (torch.manual_seed)")
     except (KeyboardInterrupt, SystemExit):
         _restore(before)
         raise
@@ -268,10 +326,14 @@ def learner_call(fn: Callable, *args, case: str = "", names: Sequence[str] | Non
     except BaseException as error:  # a learner's bug, whatever it is
         _restore(before)
         raise LearnerError(error, case) from error
-    changed = _restore(before)
+    changed = inside + _restore(before)
     if timed_out:
+        overall = limit is not None and settings.time_limit_s is not None and limit < settings.time_limit_s
+        budget = settings.check_time_limit_s if overall else settings.time_limit_s
         raise CheckFailure(
-            f"your code ran for more than {settings.time_limit_s:g} s on {case or 'a case'} and was stopped",
+            f"your code ran for more than {budget:g} s in all over the check's cases and was stopped on "
+            f"{case or 'a case'}" if overall else
+            f"your code ran for more than {budget:g} s on {case or 'a case'} and was stopped",
             details=(f"on {case}",) if case else (),
             cause="an endless loop, or far more work than needed: every input the check passes is tiny",
         )
@@ -279,7 +341,8 @@ def learner_call(fn: Callable, *args, case: str = "", names: Sequence[str] | Non
         raise CheckFailure(
             "your code changed torch's global settings (the check put them back): " + "; ".join(changed),
             details=(f"on {case}",) if case else (),
-            cause="a function should not change settings for the whole notebook: remove the call from it",
+            cause="a function should not change settings for the whole notebook: remove the call from it"
+                  + (" (pass a torch.Generator to draw reproducible numbers)" if "reseeded" in " ".join(changed) else ""),
         )
     modified = [c for (what, value), snap in zip(inputs, snapshots) for c in _changes(value, snap, what)]
     if modified:
@@ -293,7 +356,7 @@ def learner_call(fn: Callable, *args, case: str = "", names: Sequence[str] | Non
     return result
 
 
-def learner_backward(module: Any, *args, case: str = "", expected: Sequence[str] = ()) -> None:
+def learner_backward(module: Any, *args: Any, case: str = "", expected: Sequence[str] = ()) -> None:
     """Run `module(*args)` with gradients and backpropagate a scalar made from its output.
 
     Fails when backward raises (an in-place operation autograd could not undo) or when a
@@ -307,7 +370,7 @@ def learner_backward(module: Any, *args, case: str = "", expected: Sequence[str]
     for p in module.parameters():
         p.grad = None
 
-    def forward_backward(*inputs):
+    def forward_backward(*inputs: Any) -> bool:
         out = module(*inputs)
         if isinstance(out, (tuple, list)) and out:
             out = out[0]
@@ -370,13 +433,26 @@ def _resolve(path: str) -> Any:
 REFUSED = "this is vit_course's reference, not your code: run your exercise cell first"
 
 
+def _is_wrapped_reference(obj: Any) -> bool:
+    try:
+        return getattr(obj, "_vit_course_reference", None) is True
+    except Exception:  # noqa: BLE001 - an object whose attributes raise is not ours
+        return False
+
+
+def _qualified(obj: Any) -> str:
+    module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    return f"{module}.{name}" if module and name else type(obj).__name__
+
+
 def check(exercise: str, hints: Callable[[BaseException], str | None] | None = None,
-          reference: str | Sequence[str] = ()):
+          reference: str | Sequence[str] = ()) -> Callable[[Callable[..., str]], Callable[..., CheckResult]]:
     """Turn a check body into a `check_*` function that always returns a `CheckResult`.
 
     `exercise` names the learner's object in messages ("patchify"). `hints(error)` may
     return a likely cause for an exception raised by learner code. `reference` names the
-    course's answers ("vit_course.patches:patchify"): passing one of them is refused.
+    course's answers ("vit_course.patches:patchify"): passing one of them is refused, and
+    so is what `use_or_reference` returns after a failed check (the reference, wrapped).
     """
     references = (reference,) if isinstance(reference, str) else tuple(reference)
 
@@ -384,26 +460,28 @@ def check(exercise: str, hints: Callable[[BaseException], str | None] | None = N
         name = body.__name__
 
         @functools.wraps(body)
-        def run(obj, *args, **kwargs) -> CheckResult:
+        def run(obj: Any, *args: Any, **kwargs: Any) -> CheckResult:
             if obj is None:
                 return CheckResult(False, f"expected your {exercise}, got None", name)
+            if _is_wrapped_reference(obj):
+                return CheckResult(False, REFUSED, name, details=(
+                    f"{_qualified(obj)} is what use_or_reference returned: the course's answer, not yours",))
             for path in references:
                 if obj is _resolve(path):
                     return CheckResult(False, REFUSED, name, details=(f"{path.replace(':', '.')} is the course's answer",))
             before = _global_state()
-            _printed.append(_Printed(settings.print_limit))
             try:
-                result = _run(body, name, obj, args, kwargs)
-                printed = _printed_lines()
+                with _run_scope(settings.check_time_limit_s) as scope:
+                    result = _run(body, name, obj, args, kwargs)
+                printed = _printed_lines(scope)
             finally:
-                _printed.pop()
                 _restore(before)
             if printed:
                 result = CheckResult(result.passed, result.message, result.name, status=result.status,
                                      details=(*result.details, *printed), cause=result.cause)
             return result
 
-        def _run(body, name, obj, args, kwargs) -> CheckResult:
+        def _run(body: Callable[..., str], name: str, obj: Any, args: tuple, kwargs: dict) -> CheckResult:
             try:
                 # a fixed seed inside, the caller's RNG state untouched outside
                 with torch.random.fork_rng(devices=[]):
@@ -457,7 +535,7 @@ def randn(*shape: int, seed: int, std: float = 1.0) -> torch.Tensor:
     return torch.randn(*shape, generator=generator) * std
 
 
-def fmt_shape(shape) -> str:
+def fmt_shape(shape: Sequence[int]) -> str:
     return str(tuple(int(s) for s in shape))
 
 
@@ -503,7 +581,7 @@ def max_abs_diff(got: Any, expected: torch.Tensor) -> float:
     return float(diff.nan_to_num(nan=math.inf).max()) if diff.numel() else 0.0
 
 
-def _dtype(dtype) -> str:
+def _dtype(dtype: Any) -> str:
     return str(dtype).replace("torch.", "")
 
 
@@ -530,12 +608,18 @@ def tensor_problems(what: str, got: Any, expected: torch.Tensor, atol: float = A
         kind = f"a {type(got).__module__.split('.')[0]}.{type(got).__name__}" if tensor is not None else shape_of(got)
         if tensor is not None:  # a numpy array
             kind += f" / {got.dtype}"
-        return [f"{what} should be a torch.Tensor of shape {fmt_shape(expected.shape)}, you returned {kind}"]
+        lines = [f"{what} should be a torch.Tensor of shape {fmt_shape(expected.shape)}, you returned {kind}"]
+        if tensor is not None and close(tensor, expected, atol, rtol):
+            lines.append("its values match the reference: only the type is wrong")
+        return lines
     if tensor.shape != expected.shape:
         return [f"{what} has shape {fmt_shape(tensor.shape)}, expected {fmt_shape(expected.shape)}"]
     if got.dtype != expected.dtype:
-        return [f"{what} has dtype {_dtype(got.dtype)}, expected {_dtype(expected.dtype)}: "
-                f"you returned a torch.Tensor / {_dtype(got.dtype)}"]
+        lines = [f"{what} has dtype {_dtype(got.dtype)}, expected {_dtype(expected.dtype)}: "
+                 f"you returned a torch.Tensor / {_dtype(got.dtype)}"]
+        if close(tensor, expected, atol, rtol):
+            lines.append("its values match the reference: only the dtype is wrong")
+        return lines
     expected = expected.to(tensor.dtype)
     ok = torch.isclose(tensor, expected, atol=atol, rtol=rtol)
     if bool(ok.all()):

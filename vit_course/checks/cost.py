@@ -11,6 +11,8 @@ Used by notebook 08.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -55,7 +57,7 @@ def _models():
 
 
 @check("count_parameters", reference="vit_course.cost:count_parameters")
-def check_count_parameters(fn) -> str:
+def check_count_parameters(fn: Callable[..., Any]) -> str:
     """`fn(model) -> int`: every learned number, frozen or not, shared tensors once, no buffers."""
     from vit_course.cost import count_parameters
 
@@ -131,7 +133,7 @@ FLOP_MISTAKES = [
 
 
 @check("vit_flops", reference="vit_course.cost:vit_forward_flops")
-def check_vit_flops(fn) -> str:
+def check_vit_flops(fn: Callable[..., Any]) -> str:
     """`fn(config) -> int` forward FLOPs of one image: compare with `vit_course.cost.vit_forward_flops`."""
     from vit_course.cost import vit_forward_flops
 

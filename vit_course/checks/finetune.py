@@ -18,6 +18,8 @@ Used by notebook 06.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,7 +27,12 @@ from vit_course.finetune import HEAD_PREFIXES, freeze_backbone, layer_id, layerw
 
 from .compare import CheckFailure, check, fmt_num, learner_call
 
-def tiny_vit_classifier(num_hidden_layers: int = 2, num_labels: int = 5, seed: int = 0):
+if TYPE_CHECKING:
+    from transformers import ViTForImageClassification
+
+
+def tiny_vit_classifier(num_hidden_layers: int = 2, num_labels: int = 5,
+                        seed: int = 0) -> ViTForImageClassification:
     """A small random `transformers.ViTForImageClassification`, the same on every call."""
     from transformers import ViTConfig, ViTForImageClassification
 
@@ -48,12 +55,12 @@ def _names(names: list[str], limit: int = 4) -> str:
 
 
 @check("freeze_backbone", reference="vit_course.finetune:freeze_backbone")
-def check_freeze_backbone(fn) -> str:
+def check_freeze_backbone(fn: Callable[..., Any]) -> str:
     """`fn(model)` on an HF `ViTForImageClassification`: only `classifier.*` stays trainable."""
     for layers in (2, 3):
         model = tiny_vit_classifier(num_hidden_layers=layers)
         case = f"a ViTForImageClassification with {layers} layers"
-        returned = learner_call(fn, model, case=case, names=("model",))
+        returned = learner_call(fn, model, case=case, names=("model",), grad=True)  # grad: a leaked no_grad shows
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         head = [n for n, _ in model.named_parameters() if n.startswith("classifier.")]
         frozen_head = [n for n in head if n not in trainable]
@@ -148,12 +155,12 @@ LR_MISTAKES = [
 
 
 @check("layerwise_lr_groups", reference="vit_course.finetune:layerwise_lr_groups")
-def check_layerwise_lr_groups(fn) -> str:
+def check_layerwise_lr_groups(fn: Callable[..., Any]) -> str:
     """`fn(model, base_lr, decay) -> param groups`: each parameter's lr as `layerwise_lr_groups` gives it."""
     for layers, base_lr, decay in LR_CASES:
         model = tiny_vit_classifier(num_hidden_layers=layers)
         case = f"a ViTForImageClassification with {layers} layers, base_lr={base_lr:g}, decay={decay:g}"
-        groups = learner_call(fn, model, base_lr, decay, case=case, names=("model",))
+        groups = learner_call(fn, model, base_lr, decay, case=case, names=("model",), grad=True)
         try:
             lrs = _lr_of(groups, model)
         except CheckFailure as e:

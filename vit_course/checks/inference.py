@@ -13,6 +13,8 @@ Used by notebook 05.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,7 +132,7 @@ def _preprocess_shape_cause(shape, H, W) -> str | None:
 
 
 @check("preprocess", reference="vit_course.inference:preprocess")
-def check_preprocess(fn, pass_as: str = "processor") -> str:
+def check_preprocess(fn: Callable[..., Any], pass_as: str = "processor") -> str:
     """`fn(image, processor) -> (1, 3, H, W)`: compare with HF's `ViTImageProcessor`.
 
     `pass_as="dict"` hands `fn` the processor's `to_dict()` instead of the processor.
@@ -233,7 +235,7 @@ def _top_k_problem(got, expected) -> str | None:
 
 
 @check("top_k", reference="vit_course.inference:top_k")
-def check_top_k(fn) -> str:
+def check_top_k(fn: Callable[..., Any]) -> str:
     """`fn(logits (B, C), k, id2label) -> [[(label, prob), ...] per image]`: compare with `top_k`."""
     for seed, (B, C, k, case) in enumerate(TOP_K_CASES):
         logits = randn(B, C, seed=900 + seed, std=2.0)

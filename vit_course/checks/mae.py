@@ -10,6 +10,8 @@ mistakes sit below, each beside its sentence.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -122,8 +124,8 @@ def _distance(got, output) -> float:
     return diff if diff <= 1e-5 else math.inf
 
 
-@check("random_masking")
-def check_random_masking(fn) -> str:
+@check("random_masking", reference="vit_course.mae:random_masking")
+def check_random_masking(fn: Callable[..., Any]) -> str:
     """`fn(x (B, N, D), mask_ratio, noise (B, N)) -> (visible, mask, ids_restore)`: compare with
     `vit_course.mae.random_masking`."""
     for seed, (B, N, D, ratio, case) in enumerate(CASES):

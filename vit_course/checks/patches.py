@@ -15,6 +15,9 @@ returned pair really reproduces the conv's output on random images.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -173,7 +176,7 @@ def _hints(error: BaseException) -> str | None:
 
 
 @check("patchify", hints=_hints, reference="vit_course.patches:patchify")
-def check_patchify(fn) -> str:
+def check_patchify(fn: Callable[..., Any]) -> str:
     """`fn(images (B, C, H, W), patch_size) -> (B, N, C*P*P)`: compare with `vit_course.patches.patchify`."""
     from vit_course.patches import patchify
 
@@ -276,7 +279,7 @@ def _check_bias(got_bias, conv: nn.Conv2d, case: str) -> None:
 
 
 @check("conv_to_linear_weight", reference="vit_course.patches:conv_to_linear_weight")
-def check_conv_to_linear_weight(fn) -> str:
+def check_conv_to_linear_weight(fn: Callable[..., Any]) -> str:
     """`fn(conv) -> (weight (D, C*P*P), bias (D,) or None)`: the Linear layer equal to a patch-embedding conv."""
     from vit_course.patches import patchify
 

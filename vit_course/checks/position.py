@@ -20,6 +20,8 @@ Used by notebook 02.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -140,7 +142,7 @@ def _sincos_shape_cause(shape: tuple[int, ...], rows: int, cols: int, dim: int) 
 
 
 @check("sincos_2d", reference="vit_course.position:sincos_2d")
-def check_sincos_2d(fn) -> str:
+def check_sincos_2d(fn: Callable[..., Any]) -> str:
     """`fn(rows, cols, dim, temperature=10000.0) -> (rows*cols, dim)`: compare with `vit_course.position.sincos_2d`."""
     from vit_course.position import sincos_2d
 
@@ -285,7 +287,7 @@ def _interp_shape_cause(shape: tuple[int, ...], new_rows: int, new_cols: int, D:
 
 @check("interpolate_positions", reference=(
     "vit_course.checks.position:interpolate_positions", "vit_course.position:interpolate_pos_encoding"))
-def check_interpolate_positions(fn) -> str:
+def check_interpolate_positions(fn: Callable[..., Any]) -> str:
     """`fn(pos_embed, new_rows, new_cols)`: compare with `vit_course.position.interpolate_pos_encoding`."""
     for seed, (side, D, new_rows, new_cols, case) in enumerate(INTERP_CASES):
         pos = make_pos_embed(side, D, seed=100 * seed)

@@ -99,30 +99,3 @@ class CheckResult:
             parts.append(f'<div style="margin-top: 0.4em;"><strong>Likely cause:</strong> {html.escape(self.cause)}</div>')
         parts.append("</div>")
         return "".join(parts)
-
-
-def _display_name(obj) -> str:
-    return getattr(obj, "__name__", None) or type(obj).__name__
-
-
-def _qualified_name(obj) -> str:
-    module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-    return f"{module}.{name}" if module and name else _display_name(obj)
-
-
-def use_or_reference(result: CheckResult, learner_obj, reference_obj):
-    """Your object if its check passed, else the reference, so the cells below keep working.
-
-    Prints one line saying which is used, e.g. "Using your patchify." or
-    "Your patchify is not finished yet: the cells below use vit_course.patches.patchify."
-    """
-    name, reference = _display_name(learner_obj), _qualified_name(reference_obj)
-    if isinstance(result, CheckResult) and result.passed:
-        print(f"Using your {name}.")
-        return learner_obj
-    if isinstance(result, CheckResult) and result.not_done:
-        print(f"Your {name} is not finished yet: the cells below use {reference}.")
-    else:
-        check = result.name if isinstance(result, CheckResult) else "its check"
-        print(f"Your {name} does not pass {check} yet: the cells below use {reference}.")
-    return reference_obj

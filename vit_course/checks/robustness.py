@@ -11,6 +11,9 @@ that do not form whole patches). The mistakes they recognise are written out bel
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from .compare import (
@@ -74,7 +77,7 @@ def _shift_hints(error: BaseException) -> str | None:
 
 
 @check("shift_images", hints=_shift_hints, reference="vit_course.robustness:shift_images")
-def check_shift_images(fn) -> str:
+def check_shift_images(fn: Callable[..., Any]) -> str:
     """`fn(images (..., H, W), dx, dy) -> (..., H, W)`: compare with `vit_course.robustness.shift_images`."""
     from vit_course.robustness import shift_images
 
@@ -184,7 +187,7 @@ def _is_patch_permutation(got: torch.Tensor, images: torch.Tensor, P: int) -> tu
 
 
 @check("shuffle_patches", reference="vit_course.robustness:shuffle_patches")
-def check_shuffle_patches(fn) -> str:
+def check_shuffle_patches(fn: Callable[..., Any]) -> str:
     """`fn(images (..., H, W), patch_size, generator) -> (..., H, W)`: compare with
     `vit_course.robustness.shuffle_patches`, both given a generator seeded the same way."""
     from vit_course.robustness import shuffle_patches

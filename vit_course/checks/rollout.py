@@ -10,6 +10,9 @@ Used by notebook 07.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from .compare import (
@@ -105,7 +108,7 @@ def _hints(error: BaseException) -> str | None:
 
 
 @check("attention_rollout", hints=_hints, reference="vit_course.rollout:attention_rollout")
-def check_attention_rollout(fn) -> str:
+def check_attention_rollout(fn: Callable[..., Any]) -> str:
     """`fn(attentions) -> (B, T, T)`: compare with `vit_course.rollout.attention_rollout`."""
     from vit_course.rollout import attention_rollout
 

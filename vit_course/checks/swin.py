@@ -10,6 +10,9 @@ boolean mask, True where allowed. The known mistakes sit below, each beside its 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from vit_course.swin import MASK_VALUE, shifted_window_mask, window_partition
@@ -74,8 +77,8 @@ def _partition_shape_cause(got_shape, B, H, W, C, M) -> str | None:
     return None
 
 
-@check("window_partition")
-def check_window_partition(fn) -> str:
+@check("window_partition", reference="vit_course.swin:window_partition")
+def check_window_partition(fn: Callable[..., Any]) -> str:
     """`fn(x (B, H, W, C), window_size) -> (B * H/M * W/M, M, M, C)`: compare with `vit_course.swin.window_partition`."""
     for seed, (shape, M, case) in enumerate(PARTITION_CASES):
         x = randn(*shape, seed=100 + seed)
@@ -164,8 +167,8 @@ def _as_additive(got) -> torch.Tensor | None:
     return torch.zeros(got.shape).masked_fill(forbidden, MASK_VALUE)
 
 
-@check("shifted_window_mask")
-def check_shifted_window_mask(fn) -> str:
+@check("shifted_window_mask", reference="vit_course.swin:shifted_window_mask")
+def check_shifted_window_mask(fn: Callable[..., Any]) -> str:
     """`fn(height, width, window_size, shift_size) -> (num_windows, M*M, M*M)`: compare with
     `vit_course.swin.shifted_window_mask`."""
     for H, W, M, s, case in MASK_CASES:

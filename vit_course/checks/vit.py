@@ -211,7 +211,7 @@ def _check_final_norm(learner, config) -> None:
 
 
 @check("ViT", hints=_hints, reference="vit_course.vit:VisionTransformer")
-def check_vision_transformer(cls) -> str:
+def check_vision_transformer(cls: type) -> str:
     """`cls(config)`, `forward(pixel_values) -> logits`: load the reference's weights, compare logits."""
     from vit_course.vit import VisionTransformer
 
