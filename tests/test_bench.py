@@ -41,6 +41,17 @@ def test_bench_runs_every_candidate_interleaved_and_tabulates(tiny_result):
     assert table.count("\n| ") == len(QUICK) + 1, table  # header row + one row per candidate
     assert "| vc_fast_int8 |" in table and "| - |" in table  # int8 has no training step
     assert "| hf_sdpa | " in table and "1.00 [1.00, 1.00]" in table
+    assert table.splitlines()[2].endswith("| max diff |"), "the last column is the logit difference from HF SDPA"
+
+
+def test_bench_reports_each_rows_difference_from_hf_sdpa(tiny_result):
+    diffs = {c.name: c.max_diff for c in tiny_result.candidates}
+    assert diffs["hf_sdpa"] == 0.0
+    for name in ("hf_eager", "vc_eager", "vc_fast"):
+        assert diffs[name] <= 1e-5, f"{name}: the fp32 rows compute HF's function, off by {diffs[name]:.1e}"
+    assert diffs["vc_fast_int8"] > 1e-5, "int8 rounds its weights: a difference of zero means it was not applied"
+    row = next(line for line in tiny_result.table().splitlines() if line.startswith("| vc_fast_int8 |"))
+    assert row.endswith(f"| {diffs['vc_fast_int8']:.1e} |"), row
 
 
 def made_up(rates: dict[str, tuple[list[float], list[float]]], model: str = "vit_s16", batch: int = 8,
@@ -65,8 +76,12 @@ def test_ratios_are_taken_round_by_round():
 def test_targets_say_met_and_not_met():
     hf = [10.0, 10.0, 10.0]
     good = made_up({"hf_sdpa": (hf, hf), "vc_fast": ([12.0] * 3, [10.5] * 3),
-                    "vc_fast_compile": ([13.0] * 3, [11.5] * 3), "vc_fast_int8": ([19.0] * 3, [])})
+                    "vc_fast_compile": ([13.0] * 3, [11.5] * 3), "vc_fast_int8": ([19.0] * 3, []),
+                    "vc_fast_compile_bf16": ([20.0] * 3, [12.0] * 3)})
+    good.candidates[-1].max_diff = 0.0123
     lines = bench.targets([good])
+    assert ("vit_s16 batch 8 eval: vc_fast_compile_bf16 2.00x HF SDPA [IQR 2.00, 2.00] (target 1.25x): met, "
+            "bf16: logits off by up to 1.2e-02, not the fp32 fast path") in lines
     assert "vit_s16 batch 8 eval: vc_fast 1.20x HF SDPA [IQR 1.20, 1.20] (target 1.25x): NOT met" in lines
     assert "vit_s16 batch 8 eval: vc_fast_compile 1.30x HF SDPA [IQR 1.30, 1.30] (target 1.25x): met" in lines
     assert "vit_s16 batch 8 train: vc_fast 1.05x HF SDPA [IQR 1.05, 1.05] (target 1.10x): NOT met" in lines
@@ -175,3 +190,23 @@ def test_peak_memory_sees_a_large_allocation():
     with bench.PeakMemory(torch.device("cpu")) as small:
         torch.ones(10)
     assert small.mib < 50, f"expected almost nothing, measured {small.mib:.0f} MiB"
+
+
+def test_cli_times_training_only_for_the_train_models(capsys):
+    assert main(["bench", "--models", "tiny", "vit_ti16", "--batch", "1", "--rounds", "1", "--min-seconds", "0",
+                 "--candidates", "hf_sdpa", "--train-models", "tiny"]) == 0
+    tiny, ti16 = capsys.readouterr().out.split("\nvit_ti16, batch 1")
+    train_column = [line.split(" | ")[3] for text in (tiny, ti16) for line in text.splitlines() if line.startswith("| hf_sdpa |")]
+    assert train_column[0] != "-", "tiny's training step was not timed"
+    assert train_column[1] == "-", "vit_ti16's training step was timed"
+
+
+def test_compiled_bf16_row_runs_compiled_under_autocast():
+    config = bench.ViTConfig(**{**bench.MODELS["tiny"], "num_labels": 10})
+    x = torch.randn(2, 3, 32, 32)
+    hf, compiled = bench.build_candidates(config, x, torch.tensor([0, 1]), ("hf_sdpa", "vc_fast_compile_bf16"))
+    out = compiled.eval_fn()
+    assert isinstance(compiled.model, bench.CompiledModel) and compiled.model.fallback is None, compiled.model.fallback
+    assert out.dtype == torch.bfloat16, "vc_fast_compile_bf16 did not run under bf16 autocast"
+    torch.testing.assert_close(out.float(), hf.eval_fn(), atol=0.05, rtol=0)
+    torch._dynamo.reset()

@@ -98,7 +98,8 @@ def _bench(args) -> int:
     results, report = [], None
     for model in args.models:
         result = bench.run(model, batch=args.batch, rounds=args.rounds, min_seconds=args.min_seconds,
-                           candidates=args.candidates or bench.CANDIDATES, train=not args.no_train,
+                           candidates=args.candidates or bench.CANDIDATES,
+                           train=not args.no_train and (args.train_models is None or model in args.train_models),
                            device=args.device, log=log)
         results.append(result)
         print(result.table(), end="\n\n", flush=True)
@@ -160,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time each candidate at least this long per round (default: 1.0)")
     p.add_argument("--candidates", nargs="+", default=None, help="a subset of vit_course.bench.CANDIDATES")
     p.add_argument("--no-train", action="store_true", help="time eval only, no training step")
+    p.add_argument("--train-models", nargs="+", default=None, metavar="MODEL",
+                   help="time the training step for these models only (default: every model)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--int8-accuracy", action="store_true",
