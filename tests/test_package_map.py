@@ -92,10 +92,6 @@ def test_no_two_modules_of_the_package_import_each_other():
     assert cycle is None, f"import cycle in the package: {' -> '.join(cycle)}"
 
 
-# Modules whose public functions still lack hints; each is being changed on another branch
-NOT_YET_TYPED = {"vit_course.bench"}
-
-
 def untyped_functions(path: Path) -> list[str]:
     """Public functions and methods of a file with an argument or the return left unannotated."""
     found = []
@@ -127,8 +123,7 @@ def test_untyped_functions_sees_a_missing_hint(tmp_path):
 
 
 def test_public_functions_of_every_module_have_type_hints():
-    missing = {name: untyped_functions(path) for name, (path, _) in _modules().items()
-               if name not in NOT_YET_TYPED}
+    missing = {name: untyped_functions(path) for name, (path, _) in _modules().items()}
     missing = {name: found for name, found in missing.items() if found}
     assert not missing, "public functions without type hints: " + "; ".join(
         f"{name}: {', '.join(found)}" for name, found in sorted(missing.items()))

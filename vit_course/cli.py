@@ -96,13 +96,21 @@ def _bench(args) -> int:
 
         torch.set_num_threads(args.threads)
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.verbose else None
+    results, report = [], None
     for model in args.models:
         result = bench.run(model, batch=args.batch, rounds=args.rounds, min_seconds=args.min_seconds,
-                           candidates=args.candidates or bench.CANDIDATES, train=not args.no_train,
+                           candidates=args.candidates or bench.CANDIDATES,
+                           train=not args.no_train and (args.train_models is None or model in args.train_models),
                            device=args.device, log=log)
+        results.append(result)
         print(result.table(), end="\n\n", flush=True)
     if args.int8_accuracy:
-        print(bench.int8_report(rounds=args.rounds, min_seconds=args.min_seconds).table())
+        report = bench.int8_report(rounds=args.rounds, min_seconds=args.min_seconds)
+        print(report.table(), end="\n\n")
+    print("\n".join(bench.targets(results, report)))
+    if args.record:
+        bench.write_record(args.record, results, report, device=results[0].device if results else "cpu")
+        print(f"recorded in {args.record} (python scripts/bench.py --readme {args.record} puts it in README.md)")
     return 0
 
 
@@ -154,10 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time each candidate at least this long per round (default: 1.0)")
     p.add_argument("--candidates", nargs="+", default=None, help="a subset of vit_course.bench.CANDIDATES")
     p.add_argument("--no-train", action="store_true", help="time eval only, no training step")
+    p.add_argument("--train-models", nargs="+", default=None, metavar="MODEL",
+                   help="time the training step for these models only (default: every model)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--int8-accuracy", action="store_true",
                    help="also measure int8 vs fp32 on the course ViT and the official Fashion-MNIST test split")
+    p.add_argument("--record", default=None, metavar="JSON",
+                   help="also save every round's figures, the machine and the command to this file")
     p.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     p.set_defaults(func=_bench)
 
