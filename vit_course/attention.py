@@ -48,6 +48,15 @@ def scaled_dot_product_attention(
     return out, weights
 
 
+def head_size(hidden_size: int, num_heads: int) -> int:
+    """d = D / h, with a clear error when D is not a multiple of h."""
+    if hidden_size % num_heads:
+        raise ValueError(
+            f"hidden_size must be divisible by num_heads: expected a multiple of {num_heads}, got {hidden_size}"
+        )
+    return hidden_size // num_heads
+
+
 class MultiHeadSelfAttention(nn.Module):
     """Self-attention with `num_heads` heads of size `hidden_size // num_heads`.
 
@@ -61,12 +70,7 @@ class MultiHeadSelfAttention(nn.Module):
 
     def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool = True, dropout: float = 0.0, fused: bool = False) -> None:
         super().__init__()
-        if hidden_size % num_heads:
-            raise ValueError(
-                f"hidden_size must be divisible by num_heads: expected a multiple of {num_heads}, got {hidden_size}"
-            )
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
+        self.num_heads, self.head_dim = num_heads, head_size(hidden_size, num_heads)
         self.dropout = dropout
         self.fused = fused
         self.q_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
@@ -105,12 +109,7 @@ class FusedQKVSelfAttention(MultiHeadSelfAttention):
 
     def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool = True, dropout: float = 0.0, fused: bool = True) -> None:
         nn.Module.__init__(self)
-        if hidden_size % num_heads:
-            raise ValueError(
-                f"hidden_size must be divisible by num_heads: expected a multiple of {num_heads}, got {hidden_size}"
-            )
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
+        self.num_heads, self.head_dim = num_heads, head_size(hidden_size, num_heads)
         self.dropout = dropout
         self.fused = True
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=qkv_bias)
