@@ -20,6 +20,7 @@ from pathlib import Path
 
 from vit_course import bench
 from vit_course.cli import main
+from vit_course.paths import atomic_write_text
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(r"(<!-- bench-record -->\n).*?(\n<!-- /bench-record -->)", re.S)
@@ -38,7 +39,7 @@ def update_readme(record_path: Path, readme: Path = README) -> None:
     if not BLOCK.search(text):
         raise SystemExit(f"{readme} has no <!-- bench-record --> ... <!-- /bench-record --> block")
     block = readme_block(record_path)
-    readme.write_text(BLOCK.sub(lambda m: m.group(1) + block + m.group(2), text), encoding="utf-8")
+    atomic_write_text(readme, BLOCK.sub(lambda m: m.group(1) + block + m.group(2), text))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ from torch.nn import functional as F
 
 from .config import ViTConfig
 from .cost import vit_forward_flops
+from .paths import atomic_write_text
 from .vit import CompiledModel, VisionTransformer, fast_model
 
 # the shapes of Dosovitskiy et al. (2021) Table 1 and DeiT's ViT-S (Touvron et al., 2021)
@@ -637,7 +638,7 @@ def write_record(path: str | Path, results: list[Result], report: Int8Report | N
         "results": [r.to_dict() for r in results],
         "int8": report.to_dict() if report is not None else None,
     }
-    Path(path).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return record
 
 
