@@ -10,6 +10,7 @@ from torch import nn
 from test_parity import CONFIGS, REGIMES, hf_outputs, make_hf, pixels
 from vit_course import VisionTransformer
 from vit_course.attention import FusedQKVSelfAttention, MultiHeadSelfAttention, fuse_qkv_state_dict, split_qkv_state_dict
+from vit_course.fast_linear import FastLinear
 from vit_course.bench import int8_report as bench_int8_report, quantize_int8
 from vit_course.vit import CompiledModel, fast_model
 
@@ -102,8 +103,8 @@ def test_int8_copy_quantizes_every_linear_and_stays_close():
     hf_model = make_hf(CONFIGS["hf_tester"], "default_init")
     fast = VisionTransformer.from_hf(hf_model, attn_implementation="fast")
     q = quantize_int8(fast)
-    assert not any(type(m) is nn.Linear for m in q.modules()), "a Linear layer stayed fp32"
-    assert any(type(m) is nn.Linear for m in fast.modules()), "quantize_int8 changed the model it was given"
+    assert not any(isinstance(m, nn.Linear) for m in q.modules()), "a Linear layer (FastLinear included) stayed fp32"
+    assert any(type(m) is FastLinear for m in fast.modules()), "quantize_int8 changed the model it was given"
     x = pixels(hf_model)
     with torch.no_grad():
         ref, got = fast(x), q(x)

@@ -10,7 +10,8 @@ head, merge, project back. `fused=True` swaps the teaching path for PyTorch's fu
 
 `FusedQKVSelfAttention` is the fast path (`ViTConfig(attn_implementation="fast")`, as
 timm's `Attention`): one `qkv` Linear of width 3D instead of three of width D, then the
-fused kernel. Same numbers, fewer and larger matrix products. `fuse_qkv_state_dict` and
+fused kernel, its two Linears `FastLinear` (oneDNN's GEMM on the CPU, see
+`vit_course.fast_linear`). Same numbers, fewer, larger and faster matrix products. `fuse_qkv_state_dict` and
 `split_qkv_state_dict` move weights between the two layouts, so HF checkpoints load into
 either. Measured in `vit_course.bench` and notebook 08.
 
@@ -25,6 +26,8 @@ import re
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .fast_linear import FastLinear
 
 
 def scaled_dot_product_attention(
@@ -112,8 +115,8 @@ class FusedQKVSelfAttention(MultiHeadSelfAttention):
         self.num_heads, self.head_dim = num_heads, head_size(hidden_size, num_heads)
         self.dropout = dropout
         self.fused = True
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=qkv_bias)
-        self.o_proj = nn.Linear(hidden_size, hidden_size)
+        self.qkv = FastLinear(hidden_size, 3 * hidden_size, bias=qkv_bias)
+        self.o_proj = FastLinear(hidden_size, hidden_size)
 
     def forward(self, x: torch.Tensor, need_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (B, N, D) -> out (B, N, D), weights (B, h, N, N) or None."""

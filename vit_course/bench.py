@@ -5,8 +5,8 @@
 
 Every candidate runs the same architecture on the same input, with the same weights:
 vit_course's teaching path (`vc_eager`, `attn_implementation="eager"`), its fused-attention
-path (`vc_sdpa`), its fast path (`vc_fast`: one qkv Linear + fused attention, from
-`vit_course.vit.fast_model`), the fast path under `torch.compile` (`vc_fast_compile`,
+path (`vc_sdpa`), its fast path (`vc_fast`: one qkv Linear, fused attention and oneDNN's
+matrix products with the GELU fused in, from `vit_course.vit.fast_model`), the fast path under `torch.compile` (`vc_fast_compile`,
 `fast_model(..., compile=True)`), with bf16 autocast (`vc_fast_bf16`), compiled and under
 bf16 autocast (`vc_fast_compile_bf16`), and with its Linear layers dynamically quantized to
 int8 (`vc_fast_int8`, `quantize_int8`, eval only);
@@ -25,9 +25,10 @@ has its own random weights, so no difference is shown).
 Columns: images/s for eval (no grad) and for a training step (forward, cross-entropy,
 backward, AdamW step), their ratio to HF SDPA, GFLOP/s (forward FLOPs from
 `vit_course.cost.vit_forward_flops`, three times that for a training step) as a fraction of
-the same round's square-matmul GFLOP/s (`matmul_gflops`), and peak memory of one step: on a
-GPU `torch.cuda.max_memory_allocated`, on the CPU the sampled rise of the process's
-resident memory. On a GPU when one is present, on the CPU otherwise.
+the same round's square-matmul GFLOP/s (`matmul_gflops`: on the CPU the faster of MKL's
+and oneDNN's), and peak memory of one step: on a GPU `torch.cuda.max_memory_allocated`, on
+the CPU the sampled rise of the process's resident memory, measured after the timed rounds
+(the memory reading changes how glibc returns memory, which would slow the timings). On a GPU when one is present, on the CPU otherwise.
 
 `targets` checks the issue's targets on a run; `write_record` saves a run (every round's
 figures, the machine, the command) as JSON and `render_record` turns it into the Markdown
@@ -57,6 +58,7 @@ from torch.nn import functional as F
 
 from .config import ViTConfig
 from .cost import vit_forward_flops
+from .fast_linear import onednn_applies, onednn_linear, plain_linears
 from .paths import atomic_write_text
 from .vit import CompiledModel, VisionTransformer, fast_model
 
@@ -90,7 +92,8 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
         from torch.ao.quantization import quantize_dynamic
 
-        return quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear}, dtype=torch.qint8)
+        plain = plain_linears(copy.deepcopy(model).eval())  # FastLinear -> nn.Linear, which quantize_dynamic finds
+        return quantize_dynamic(plain, {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def has_bf16_hardware(device: torch.device | str = "cpu") -> bool:
@@ -154,27 +157,51 @@ def time_per_call(fn: Callable[[], object], min_seconds: float = 0.2, device: to
 
 
 def matmul_gflops(n: int = 2048, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, min_seconds: float = 0.2) -> float:
-    """GFLOP/s of an (n, n) @ (n, n) product: the machine's practical peak for this dtype."""
+    """GFLOP/s of an (n, n) @ (n, n) product: the machine's practical peak for this dtype.
+    On the CPU in float32, the faster of MKL's (`a @ b`) and oneDNN's (the kernel of
+    `vit_course.fast_linear`), so that no path can look faster than the peak it is measured by."""
     device = torch.device(device)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b  # warm up
-    return 2 * n**3 / time_per_call(lambda: a @ b, min_seconds, device) / 1e9
+    products = [lambda: a @ b]
+    if onednn_applies(a, b):
+        products.append(lambda: onednn_linear(a, b, None, "none"))
+    best = float("inf")
+    for product in products:
+        product()  # warm up
+        best = min(best, time_per_call(product, min_seconds / len(products), device))
+    return 2 * n**3 / best / 1e9
 
 
-def _return_freed_memory_at_once() -> None:
-    """Make glibc give every block of 256 KiB or more back to the system when it is freed
-    (its default raises that threshold as a program runs, and freed tensors then stay in
-    the resident set, hiding the next step's peak). No-op off glibc."""
+def _set_mmap_threshold(mmap_bytes: int, trim: bool) -> None:
+    """glibc's M_MMAP_THRESHOLD (blocks this large are mapped alone and unmapped when freed)
+    and M_TRIM_THRESHOLD (twice that), fixed from now on. No-op off glibc."""
     import ctypes
     import ctypes.util
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD, fixed: no more dynamic raising
-        libc.malloc_trim(0)
+        libc.mallopt(-3, mmap_bytes)  # M_MMAP_THRESHOLD, fixed: no more dynamic raising
+        libc.mallopt(-1, 2 * mmap_bytes)  # M_TRIM_THRESHOLD
+        if trim:
+            libc.malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def _return_freed_memory_at_once() -> None:
+    """Make glibc give every block of 256 KiB or more back to the system when it is freed
+    (its default raises that threshold as a program runs, and freed tensors then stay in
+    the resident set, hiding the next step's peak)."""
+    _set_mmap_threshold(256 * 1024, trim=True)
+
+
+def _keep_freed_memory() -> None:
+    """Undo `_return_freed_memory_at_once` for what runs next: blocks up to 32 MiB (glibc's
+    largest dynamic threshold on 64-bit) stay in the heap when freed, as in a long-running
+    program, instead of being unmapped and faulted in again on the next allocation, which
+    made every timed call after a memory reading slower."""
+    _set_mmap_threshold(32 * 2**20, trim=False)
 
 
 class PeakMemory:
@@ -223,6 +250,7 @@ class PeakMemory:
             self._thread.join()
             self._peak = max(self._peak, self._rss())
             self.mib = (self._peak - self._start) / 2**20
+            _keep_freed_memory()
 
 
 @dataclass
@@ -453,20 +481,14 @@ def run(model: str = "vit_s16", batch: int | None = None, rounds: int = 5, min_s
     cands = build_candidates(config, x, labels, candidates)
     log(f"{model}: warming up {', '.join(c.name for c in cands)}")
     outputs = {}
-    for c in cands:  # the untimed first calls (torch.compile compiles here), then one step for memory
+    for c in cands:  # the untimed first calls (torch.compile compiles here)
         start = time.perf_counter()
         outputs[c.name] = c.eval_fn().float()
         c.first_eval_s = time.perf_counter() - start
-        with PeakMemory(dev) as mem:
-            c.eval_fn()
-        c.eval_mib = mem.mib
         if train and c.train_fn is not None:
             start = time.perf_counter()
             c.train_fn()
             c.first_train_s = time.perf_counter() - start
-            with PeakMemory(dev) as mem:
-                c.train_fn()
-            c.train_mib = mem.mib
         if isinstance(c.model, CompiledModel) and c.model.fallback:
             c.note = c.model.fallback
         log(f"{model}: {c.name} first call {c.first_eval_s:.1f} s")
@@ -482,6 +504,16 @@ def run(model: str = "vit_s16", batch: int | None = None, rounds: int = 5, min_s
             if train and c.train_fn is not None:
                 c.train_rates.append(batch / time_per_call(c.train_fn, min_seconds, dev))
         log(f"{model}: round {r + 1}/{rounds} done")
+    # memory last: PeakMemory makes glibc unmap every large block when it is freed, so the
+    # next allocation faults its pages in again, which would slow every timed call after it
+    for c in cands:
+        with PeakMemory(dev) as mem:
+            c.eval_fn()
+        c.eval_mib = mem.mib
+        if train and c.train_fn is not None:
+            with PeakMemory(dev) as mem:
+                c.train_fn()
+            c.train_mib = mem.mib
     return Result(model, batch, str(dev), torch.get_num_threads(), rounds, vit_forward_flops(config), peaks, cands)
 
 

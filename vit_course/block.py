@@ -4,7 +4,9 @@
     x = x + MLP(LN(x))
 
 Mirrors HF's `ViTLayer` (`layernorm_before`, attention, `layernorm_after`, MLP) under the
-names timm uses: `norm1`, `attn`, `norm2`, `mlp.fc1`, `mlp.fc2`.
+names timm uses: `norm1`, `attn`, `norm2`, `mlp.fc1`, `mlp.fc2`. The fast path
+(`attn_implementation="fast"`) uses `FastMLP`: the same layers as `FastLinear`, with the
+GELU fused into fc1 where no gradient is needed (see `vit_course.fast_linear`).
 
 Used by notebook 04.
 """
@@ -16,6 +18,7 @@ from torch import nn
 
 from .attention import FusedQKVSelfAttention, MultiHeadSelfAttention
 from .config import ViTConfig
+from .fast_linear import FastLinear, activation_name
 
 
 def activation(name: str) -> nn.Module:
@@ -34,15 +37,28 @@ def activation(name: str) -> nn.Module:
 class MLP(nn.Module):
     """D -> intermediate_size -> D with a GELU between: applied to each token alone."""
 
-    def __init__(self, config: ViTConfig) -> None:
+    def __init__(self, config: ViTConfig, linear: type[nn.Linear] = nn.Linear) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.fc1 = linear(config.hidden_size, config.intermediate_size)
         self.act = activation(config.hidden_act)
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.fc2 = linear(config.intermediate_size, config.hidden_size)
         self.drop = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.fc2(self.act(self.fc1(x))))  # (B, N, D)
+
+
+class FastMLP(MLP):
+    """The same MLP with `FastLinear` layers: the activation runs inside fc1's kernel."""
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__(config, linear=FastLinear)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        name = activation_name(self.act)
+        if name is None or not isinstance(self.fc1, FastLinear):  # e.g. after `plain_linears`
+            return super().forward(x)
+        return self.drop(self.fc2(self.fc1(x, name)))  # (B, N, D)
 
 
 class TransformerBlock(nn.Module):
@@ -61,7 +77,7 @@ class TransformerBlock(nn.Module):
         )
         self.drop = nn.Dropout(config.hidden_dropout_prob)
         self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.mlp = MLP(config)
+        self.mlp = FastMLP(config) if config.attn_implementation == "fast" else MLP(config)
 
     def forward_with_attention(self, x: torch.Tensor, need_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (B, N, D) -> x (B, N, D), attention weights (B, h, N, N) or None."""

@@ -10,8 +10,9 @@ applies the classifier to the final-LayerNorm'd CLS token. `forward_features` ->
 from HF with `from_hf` and `to_hf` (see `vit_course.hf`), and to and from timm with
 `from_timm` and `to_timm` (see `vit_course.timm_bridge`).
 
-`fast_model` gives the fast path of a model, with the same weights: one fused qkv Linear
-and PyTorch's fused attention (`attn_implementation="fast"`), by default under
+`fast_model` gives the fast path of a model, with the same weights: one fused qkv Linear,
+PyTorch's fused attention and oneDNN's matrix products with the GELU fused in
+(`attn_implementation="fast"`, see `vit_course.fast_linear`), by default under
 `torch.compile` (`CompiledModel`, which runs the model eagerly where compiling fails).
 `vit_course.bench` measures it against HF and timm.
 
@@ -211,7 +212,7 @@ class CompiledModel(nn.Module):
 
 def fast_model(model: VisionTransformer, compile: bool = True) -> VisionTransformer | CompiledModel:
     """The fast path of `model`, with its weights, in eval mode: a `VisionTransformer` with
-    `attn_implementation="fast"` (one qkv Linear, fused attention), and with `compile` that
+    `attn_implementation="fast"` (one qkv Linear, fused attention, `FastLinear` layers), and with `compile` that
     model wrapped in `CompiledModel` (reach it as `.model`). `model` itself is not changed.
 
     Its outputs equal the teaching path's within 1e-4 in fp32 (`tests/test_fast_path.py`).

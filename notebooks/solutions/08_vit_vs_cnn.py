@@ -602,11 +602,14 @@ display(Markdown(table))
 #   loaded, `vit_course.attention.fuse_qkv_state_dict`);
 # - **PyTorch's fused attention**, `F.scaled_dot_product_attention`, which never stores the
 #   $N \times N$ weights;
+# - **oneDNN's matrix product** for every Linear layer of the blocks on the CPU
+#   (`vit_course.fast_linear.FastLinear`, the same weights), with the MLP's GELU applied to
+#   each tile of fc1's output inside the product instead of in a second pass over it;
 # - and, on the CPU, **int8**: `vit_course.bench.quantize_int8` swaps every Linear layer for
 #   PyTorch's dynamically quantized one (weights stored once as 8-bit integers with a scale,
 #   each input quantized on the fly, the products done in integers).
 #
-# A fast path is only worth having if it computes the same function. The first two steps
+# A fast path is only worth having if it computes the same function. The first three steps
 # change no number beyond rounding; int8 does, so we measure what it costs in accuracy.
 
 # %%
@@ -653,7 +656,7 @@ rates = {name: [] for name in variants}
 with torch.inference_mode():
     for model in variants.values():
         model(x)  # warm-up
-    for _ in range(5):
+    for _ in tqdm(range(5), desc="timing rounds"):
         for name, model in variants.items():
             rates[name].append(len(x) / time_per_call(lambda: model(x), min_seconds=0.1))
 base = statistics.median(rates["teaching (eager)"])
@@ -710,12 +713,12 @@ plt.show()
 # The profiler records every operator PyTorch runs, how often and for how long. `self` time is
 # the time spent in the operator itself, not in the operators it calls. Sorted by it, the top
 # rows say where a forward pass of 256 images spends its time: look for the matrix products
-# (`aten::addmm` in Linear layers, `aten::bmm` for $QK^\top$ and the weighted sum of values in
+# (`aten::addmm` in Linear layers, `mkldnn::_linear_pointwise` in the fast path's, `aten::bmm` for $QK^\top$ and the weighted sum of values in
 # the teaching path), the softmax, the GELU and the LayerNorms.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-MATRIX_PRODUCTS = {"aten::addmm", "aten::mm", "aten::bmm", "quantized::linear_dynamic",
+MATRIX_PRODUCTS = {"aten::addmm", "aten::mm", "aten::bmm", "quantized::linear_dynamic", "mkldnn::_linear_pointwise",
                    "aten::_scaled_dot_product_flash_attention_for_cpu", "aten::convolution"}
 for name in ("teaching (eager)", "fast"):
     model = variants[name]
