@@ -41,8 +41,8 @@ def test_fast_linear_equals_nn_linear_and_runs_onednn(shape, bias):
     assert fast.state_dict().keys() == plain.state_dict().keys()
 
 
-@pytest.mark.parametrize("act, reference", [("gelu", F.gelu), ("gelu_tanh", lambda y: F.gelu(y, approximate="tanh")),
-                                            ("relu", F.relu), ("none", lambda y: y)])
+@pytest.mark.parametrize("act, reference", [(nn.GELU(), F.gelu), (nn.GELU(approximate="tanh"), lambda y: F.gelu(y, approximate="tanh")),
+                                            (nn.ReLU(), F.relu), (None, lambda y: y), (nn.SiLU(), F.silu)])
 def test_fused_activation_equals_activation_after_the_linear(act, reference):
     plain, fast = pair()
     x = torch.randn(5, 9, 48) * 3
@@ -56,7 +56,7 @@ def test_gradients_equal_nn_linears(bias):
     x = torch.randn(4, 6, 48)
     x_plain, x_fast = x.clone().requires_grad_(), x.clone().requires_grad_()
     F.gelu(plain(x_plain)).square().sum().backward()
-    fast(x_fast, "gelu").square().sum().backward()  # while training: the Linear, then the GELU
+    fast(x_fast, nn.GELU()).square().sum().backward()  # while training: the Linear, then the GELU
     torch.testing.assert_close(x_fast.grad, x_plain.grad, atol=1e-5, rtol=1e-5)
     for (name, p), q in zip(plain.named_parameters(), fast.parameters()):
         torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-5, msg=lambda m: f"gradient of {name}: {m}")
@@ -90,6 +90,7 @@ def test_activation_names_fuse_only_what_onednn_computes():
     assert activation_name(nn.GELU(approximate="tanh")) == "gelu_tanh"
     assert activation_name(nn.ReLU()) == "relu"
     assert activation_name(nn.SiLU()) is None
+    assert activation_name(None) == "none"
 
 
 @pytest.mark.parametrize("hidden_act", ["gelu", "gelu_new", "relu"])

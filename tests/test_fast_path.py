@@ -10,8 +10,8 @@ from torch import nn
 from test_parity import CONFIGS, REGIMES, hf_outputs, make_hf, pixels
 from vit_course import VisionTransformer
 from vit_course.attention import FusedQKVSelfAttention, MultiHeadSelfAttention, fuse_qkv_state_dict, split_qkv_state_dict
-from vit_course.fast_linear import FastLinear
 from vit_course.bench import int8_report as bench_int8_report, quantize_int8
+from vit_course.fast_linear import FastLinear
 from vit_course.vit import CompiledModel, fast_model
 
 ATOL = 1e-5  # the issue asks for 1e-4 in fp32; the paths agree far closer

@@ -11,9 +11,9 @@ head, merge, project back. `fused=True` swaps the teaching path for PyTorch's fu
 `FusedQKVSelfAttention` is the fast path (`ViTConfig(attn_implementation="fast")`, as
 timm's `Attention`): one `qkv` Linear of width 3D instead of three of width D, then the
 fused kernel, its two Linears `FastLinear` (oneDNN's GEMM on the CPU, see
-`vit_course.fast_linear`). Same numbers, fewer, larger and faster matrix products. `fuse_qkv_state_dict` and
-`split_qkv_state_dict` move weights between the two layouts, so HF checkpoints load into
-either. Measured in `vit_course.bench` and notebook 08.
+`vit_course.fast_linear`). Same numbers, fewer, larger and faster matrix products.
+`fuse_qkv_state_dict` and `split_qkv_state_dict` move weights between the two layouts, so
+HF checkpoints load into either. Measured in `vit_course.bench` and notebook 08.
 
 Used by notebooks 03 and 04.
 """

@@ -6,8 +6,8 @@
 Every candidate runs the same architecture on the same input, with the same weights:
 vit_course's teaching path (`vc_eager`, `attn_implementation="eager"`), its fused-attention
 path (`vc_sdpa`), its fast path (`vc_fast`: one qkv Linear, fused attention and oneDNN's
-matrix products with the GELU fused in, from `vit_course.vit.fast_model`), the fast path under `torch.compile` (`vc_fast_compile`,
-`fast_model(..., compile=True)`), with bf16 autocast (`vc_fast_bf16`), compiled and under
+matrix products with the GELU fused in, from `vit_course.vit.fast_model`), the fast path
+under `torch.compile` (`vc_fast_compile`, `fast_model(..., compile=True)`), with bf16 autocast (`vc_fast_bf16`), compiled and under
 bf16 autocast (`vc_fast_compile_bf16`), and with its Linear layers dynamically quantized to
 int8 (`vc_fast_int8`, `quantize_int8`, eval only);
 transformers' `ViTForImageClassification` with SDPA (`hf_sdpa`, the baseline) and eager
@@ -28,7 +28,8 @@ backward, AdamW step), their ratio to HF SDPA, GFLOP/s (forward FLOPs from
 the same round's square-matmul GFLOP/s (`matmul_gflops`: on the CPU the faster of MKL's
 and oneDNN's), and peak memory of one step: on a GPU `torch.cuda.max_memory_allocated`, on
 the CPU the sampled rise of the process's resident memory, measured after the timed rounds
-(the memory reading changes how glibc returns memory, which would slow the timings). On a GPU when one is present, on the CPU otherwise.
+(the reading changes how glibc returns memory to the system). On a GPU when one is present,
+on the CPU otherwise.
 
 `targets` checks the issue's targets on a run; `write_record` saves a run (every round's
 figures, the machine, the command) as JSON and `render_record` turns it into the Markdown
@@ -504,8 +505,8 @@ def run(model: str = "vit_s16", batch: int | None = None, rounds: int = 5, min_s
             if train and c.train_fn is not None:
                 c.train_rates.append(batch / time_per_call(c.train_fn, min_seconds, dev))
         log(f"{model}: round {r + 1}/{rounds} done")
-    # memory last: PeakMemory makes glibc unmap every large block when it is freed, so the
-    # next allocation faults its pages in again, which would slow every timed call after it
+    # memory last, so that the timed rounds run under glibc's own allocation thresholds, not
+    # the fixed ones PeakMemory leaves behind
     for c in cands:
         with PeakMemory(dev) as mem:
             c.eval_fn()

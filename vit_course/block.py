@@ -5,8 +5,8 @@
 
 Mirrors HF's `ViTLayer` (`layernorm_before`, attention, `layernorm_after`, MLP) under the
 names timm uses: `norm1`, `attn`, `norm2`, `mlp.fc1`, `mlp.fc2`. The fast path
-(`attn_implementation="fast"`) uses `FastMLP`: the same layers as `FastLinear`, with the
-GELU fused into fc1 where no gradient is needed (see `vit_course.fast_linear`).
+(`attn_implementation="fast"`) uses `FastMLP`: the same layers, each a `FastLinear`, with
+the GELU fused into fc1 where no gradient is needed (see `vit_course.fast_linear`).
 
 Used by notebook 04.
 """
@@ -18,7 +18,7 @@ from torch import nn
 
 from .attention import FusedQKVSelfAttention, MultiHeadSelfAttention
 from .config import ViTConfig
-from .fast_linear import FastLinear, activation_name
+from .fast_linear import FastLinear
 
 
 def activation(name: str) -> nn.Module:
@@ -55,10 +55,9 @@ class FastMLP(MLP):
         super().__init__(config, linear=FastLinear)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        name = activation_name(self.act)
-        if name is None or not isinstance(self.fc1, FastLinear):  # e.g. after `plain_linears`
+        if not isinstance(self.fc1, FastLinear):  # after `plain_linears`
             return super().forward(x)
-        return self.drop(self.fc2(self.fc1(x, name)))  # (B, N, D)
+        return self.drop(self.fc2(self.fc1(x, self.act)))  # (B, N, D)
 
 
 class TransformerBlock(nn.Module):

@@ -9,9 +9,9 @@ output tile while it is still in cache ("post-op") instead of in a second pass o
 
 `FastLinear` is an `nn.Linear` (same parameters, same state dict, same init) whose forward
 runs that kernel when it can: a float32 CPU tensor, oneDNN present, no autocast. Anywhere
-else (a GPU, bf16, autocast) it is `F.linear`. `forward(x, activation)` fuses "gelu",
-"gelu_tanh" or "relu" when no gradient is needed; while training it runs the Linear and
-the activation one after the other, so autograd sees the pre-activation.
+else (a GPU, bf16, autocast) it is `F.linear`. `forward(x, activation)` fuses an
+`nn.GELU` (erf or tanh) or `nn.ReLU` when no gradient is needed; while training, or for
+another activation, it runs the Linear and the activation one after the other.
 
 The kernel is wrapped as a custom operator (`vit_course::linear`) with a shape function and
 a backward (gradients by matrix products, as for `nn.Linear`), so autograd and
@@ -27,10 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# our activation names -> oneDNN post-op and its algorithm
+# activation names -> oneDNN post-op and its algorithm
 _POST_OPS = {"none": ("none", ""), "gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh"), "relu": ("relu", "")}
-_UNFUSED = {"none": lambda y: y, "gelu": F.gelu, "gelu_tanh": lambda y: F.gelu(y, approximate="tanh"), "relu": F.relu}
-
 
 @torch.library.custom_op("vit_course::linear", mutates_args=())
 def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
@@ -70,8 +68,11 @@ def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
             and not torch.is_autocast_enabled("cpu"))
 
 
-def activation_name(module: nn.Module) -> str | None:
-    """`FastLinear`'s name for an activation module, or None for one it cannot fuse."""
+def activation_name(module: nn.Module | None) -> str | None:
+    """oneDNN's post-op name for an activation module ("none" for no module), or None for
+    one it cannot fuse."""
+    if module is None:
+        return "none"
     if type(module) is nn.GELU:
         return "gelu" if module.approximate == "none" else "gelu_tanh"
     if type(module) is nn.ReLU:
@@ -81,20 +82,24 @@ def activation_name(module: nn.Module) -> str | None:
 
 class FastLinear(nn.Linear):
     """`nn.Linear` by oneDNN on a float32 CPU tensor, by `F.linear` elsewhere; the same
-    parameters and state dict. `activation` ("none", "gelu", "gelu_tanh", "relu") is applied
-    to the output, fused into the kernel when no gradient is needed."""
+    parameters and state dict. `activation` (a module, or None) is applied to the output,
+    fused into the kernel where it can be: a GELU or ReLU, no gradient needed."""
 
-    def forward(self, x: torch.Tensor, activation: str = "none") -> torch.Tensor:
-        """x (..., in_features) -> (..., out_features)."""
+    def forward(self, x: torch.Tensor, activation: nn.Module | None = None) -> torch.Tensor:
+        """x (..., in_features) -> activation(x W^T + b) (..., out_features)."""
         if not onednn_applies(x, self.weight):
-            return _UNFUSED[activation](F.linear(x, self.weight, self.bias))
-        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
-            return _UNFUSED[activation](onednn_linear(x, self.weight, self.bias, "none"))
-        return onednn_linear(x, self.weight, self.bias, activation)
+            y = F.linear(x, self.weight, self.bias)
+        else:
+            name = activation_name(activation)
+            needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+            if name is not None and not needs_grad:
+                return onednn_linear(x, self.weight, self.bias, name)
+            y = onednn_linear(x, self.weight, self.bias, "none")
+        return y if activation is None else activation(y)
 
 
 def plain_linears(model: nn.Module) -> nn.Module:
-    """`model` with every `FastLinear` turned back into an `nn.Linear` (the same parameters),
+    """`model`, changed in place: every `FastLinear` turned back into an `nn.Linear` (the same parameters),
     for tools that look for `nn.Linear` by type, such as dynamic int8 quantization."""
     for module in model.modules():
         if type(module) is FastLinear:
