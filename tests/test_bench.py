@@ -139,6 +139,26 @@ def test_update_readme_replaces_only_the_block(tiny_result, tmp_path):
         bench_script.update_readme(record, readme)
 
 
+def test_rounds_rotate_the_order_under_a_fixed_allocator(monkeypatch):
+    calls = []  # what ran, in order: candidate names and allocator settings
+
+    def fake_candidates(config, x, labels, names):
+        def call(name):
+            calls.append(name)
+            return torch.zeros(len(x), 10)
+        return [bench.Candidate(n, eval_fn=lambda n=n: call(n)) for n in names]
+
+    monkeypatch.setattr(bench, "build_candidates", fake_candidates)
+    monkeypatch.setattr(bench, "matmul_gflops", lambda **kw: 100.0)
+    monkeypatch.setattr(bench, "_keep_freed_memory", lambda: calls.append("keep"))
+    bench.run("tiny", rounds=4, min_seconds=0, candidates=("hf_sdpa", "vc_eager", "vc_fast"), train=False)
+    assert calls[0] == "keep", f"the allocator was set after the first call: {calls[:4]}"
+    timed = calls[4:4 + 12]  # after the setting and the three untimed first calls
+    rounds = [timed[i:i + 3] for i in range(0, 12, 3)]
+    assert rounds == [["hf_sdpa", "vc_eager", "vc_fast"], ["vc_eager", "vc_fast", "hf_sdpa"],
+                      ["vc_fast", "hf_sdpa", "vc_eager"], ["hf_sdpa", "vc_eager", "vc_fast"]], rounds
+
+
 def test_bench_candidates_share_the_same_weights():
     config = bench.ViTConfig(**{**bench.MODELS["tiny"], "num_labels": 10})
     x = torch.randn(2, 3, 32, 32)

@@ -13,8 +13,9 @@ int8 (`vc_fast_int8`, `quantize_int8`, eval only);
 transformers' `ViTForImageClassification` with SDPA (`hf_sdpa`, the baseline) and eager
 (`hf_eager`) attention; timm's `VisionTransformer` when timm is installed.
 
-Rounds are interleaved (every candidate once per round, in turn), so a machine shared with
-other work slows all of them alike. Each ratio is the median over rounds of that round's
+Rounds are interleaved (every candidate once per round, in turn, each round starting one
+candidate later than the last), so a machine shared with other work slows all of them alike
+and no candidate always runs right after the matmul peak's measurement. Each ratio is the median over rounds of that round's
 ratio to HF SDPA, with the interquartile range of those ratios in brackets: the spread
 says how far to trust it. The first call of each candidate is not timed (for
 the compiled rows it is the compilation, reported below the table). The bf16 and int8 rows
@@ -28,8 +29,10 @@ backward, AdamW step), their ratio to HF SDPA, GFLOP/s (forward FLOPs from
 the same round's square-matmul GFLOP/s (`matmul_gflops`: on the CPU the faster of MKL's
 and oneDNN's), and peak memory of one step: on a GPU `torch.cuda.max_memory_allocated`, on
 the CPU the sampled rise of the process's resident memory, measured after the timed rounds
-(the reading changes how glibc returns memory to the system). On a GPU when one is present,
-on the CPU otherwise.
+(the reading changes how glibc returns memory to the system). The timed rounds run with
+glibc keeping freed blocks up to 32 MiB for reuse (`_keep_freed_memory`), the state its
+defaults reach in a long-running program, so that no candidate's figures depend on how far
+the allocator had warmed up. On a GPU when one is present, on the CPU otherwise.
 
 `targets` checks the issue's targets on a run; `write_record` saves a run (every round's
 figures, the machine, the command) as JSON and `render_record` turns it into the Markdown
@@ -198,10 +201,13 @@ def _return_freed_memory_at_once() -> None:
 
 
 def _keep_freed_memory() -> None:
-    """Undo `_return_freed_memory_at_once` for what runs next: blocks up to 32 MiB (glibc's
-    largest dynamic threshold on 64-bit) stay in the heap when freed, as in a long-running
-    program, instead of being unmapped and faulted in again on the next allocation, which
-    made every timed call after a memory reading slower."""
+    """Fix glibc where its own thresholds end up in a long-running program: blocks up to
+    32 MiB (its largest dynamic threshold on 64-bit) stay in the heap when freed instead of
+    being unmapped and faulted in again on the next allocation. Under the default, rising
+    thresholds, which candidate paid for those page faults depended on the order of
+    candidates and rounds (ViT-S/16's fast path ran 17.6, then 23.7, then 28.6 img/s in its
+    first three rounds); `run` sets this before its first call, and after each memory
+    reading, which undoes it."""
     _set_mmap_threshold(32 * 2**20, trim=False)
 
 
@@ -480,6 +486,7 @@ def run(model: str = "vit_s16", batch: int | None = None, rounds: int = 5, min_s
     x = torch.randn(batch, config.num_channels, *((config.image_size,) * 2), device=dev)
     labels = torch.randint(0, config.num_labels, (batch,), device=dev)
     cands = build_candidates(config, x, labels, candidates)
+    _keep_freed_memory()  # every round and every candidate under the same allocator state
     log(f"{model}: warming up {', '.join(c.name for c in cands)}")
     outputs = {}
     for c in cands:  # the untimed first calls (torch.compile compiles here)
@@ -500,13 +507,12 @@ def run(model: str = "vit_s16", batch: int | None = None, rounds: int = 5, min_s
     peaks = []
     for r in range(rounds):
         peaks.append(matmul_gflops(device=dev, min_seconds=min_seconds / 4))
-        for c in cands:
+        for c in cands[r % len(cands):] + cands[:r % len(cands)]:  # each round starts one candidate later
             c.eval_rates.append(batch / time_per_call(c.eval_fn, min_seconds, dev))
             if train and c.train_fn is not None:
                 c.train_rates.append(batch / time_per_call(c.train_fn, min_seconds, dev))
         log(f"{model}: round {r + 1}/{rounds} done")
-    # memory last, so that the timed rounds run under glibc's own allocation thresholds, not
-    # the fixed ones PeakMemory leaves behind
+    # memory last: PeakMemory makes glibc unmap what is freed while it reads
     for c in cands:
         with PeakMemory(dev) as mem:
             c.eval_fn()
@@ -603,12 +609,14 @@ def int8_report(model_dir: str | Path | None = None, source: str = "full", batch
             accuracy[name] = (preds == labels).float().mean().item()
     sample = x[:batch]
     rates = {name: [] for name in paths}
+    order = list(paths)
+    _keep_freed_memory()  # as in `run`
     with torch.no_grad():
         for model in paths.values():
             model(sample)  # warm up
-        for _ in range(rounds):
-            for name, model in paths.items():
-                rates[name].append(batch / time_per_call(lambda: model(sample), min_seconds))
+        for r in range(rounds):
+            for name in order[r % len(order):] + order[:r % len(order)]:
+                rates[name].append(batch / time_per_call(lambda: paths[name](sample), min_seconds))
     return Int8Report(Path(model_dir).name, len(labels), accuracy["fp32"], accuracy["int8"], batch, rounds,
                       rates["fp32"], rates["int8"], accuracy["bf16"], rates["bf16"])
 
