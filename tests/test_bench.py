@@ -13,6 +13,7 @@ import torch
 
 from vit_course import bench
 from vit_course.cli import main
+from vit_course.fast_linear import FastLinear
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -99,6 +100,21 @@ def test_targets_say_met_and_not_met():
                                                   "images (targets 1.5x, at most 0.5 points): NOT met")
     report.int8_accuracy = 0.898
     assert bench.targets([], report)[-1].endswith(": met")
+    # 40% of the time in Linear layers: 4x faster ones give 1 / (0.6 + 0.1) = 1.43x, short of 1.5x
+    report.int8_accuracy, report.linear_share = 0.894, 0.4
+    assert report.bound(4) == pytest.approx(1 / 0.7) and report.bound() == pytest.approx(1 / 0.6)
+    assert bench.targets([], report)[-1].endswith(": NOT met; out of int8 Linear layers' reach: 1.43x at most "
+                                                  "with 4x faster ones (40% of the time is in them)")
+    report.linear_share = 0.8  # 1 / (0.2 + 0.2) = 2.5x within reach: no such remark
+    assert bench.targets([], report)[-1].endswith(": NOT met")
+
+
+def test_linear_share_counts_the_time_in_linear_layers():
+    x = torch.randn(512, 256)
+    linears = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Linear(256, 256))
+    fast = torch.nn.Sequential(FastLinear(256, 256), FastLinear(256, 256))  # oneDNN's kernel counts too
+    assert bench.linear_share(linears, x) > 0.7 and bench.linear_share(fast, x) > 0.7
+    assert bench.linear_share(torch.nn.Sequential(torch.nn.GELU(), torch.nn.Softmax(-1)), x) == 0.0
 
 
 def test_a_saved_run_renders_as_it_was_measured(tiny_result, tmp_path):

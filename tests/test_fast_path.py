@@ -233,6 +233,7 @@ def test_bf16_autocast_stays_within_its_tolerance():
 def test_int8_and_bf16_lose_at_most_half_a_point_on_the_official_test_split():
     report = bench_int8_report(rounds=1, min_seconds=0.0)
     assert report.images == 10_000
+    assert 0.1 < report.linear_share < 0.95, f"share of time in Linear layers: {report.linear_share}"
     assert report.fp32_accuracy >= 0.90, f"the fp32 fast path of the course ViT: {report.fp32_accuracy:.4f}"
     assert report.points_lost <= 0.5, f"int8 lost {report.points_lost:.2f} points (at most 0.5 expected)"
     assert report.bf16_points_lost <= 0.5, f"bf16 lost {report.bf16_points_lost:.2f} points (at most 0.5 expected)"

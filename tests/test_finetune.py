@@ -142,14 +142,7 @@ def test_the_lr_groups_function_passed_in_is_the_one_used():
 
 
 def lrs(recipe, total=8):
-    optimizer = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=recipe.lr)
-    scheduler = finetune.make_scheduler(optimizer, recipe, total)
-    out = []
-    for _ in range(total):
-        out.append(scheduler.get_last_lr()[0])
-        optimizer.step()
-        scheduler.step()
-    return out
+    return finetune.lr_per_step(recipe, total)
 
 
 def test_schedule_and_warmup_change_the_learning_rate():

@@ -84,6 +84,8 @@ FP32_FAST = ("vc_fast", "vc_fast_compile")  # the fast path, without and with to
 # the issue's targets (issue 13), checked by `targets`
 TARGET_EVAL, TARGET_TRAIN, TARGET_B16_PEAK = 1.25, 1.10, 0.65
 TARGET_INT8_SPEEDUP, TARGET_INT8_POINTS = 1.5, 0.5
+INT8_PEAK_GAIN = 4  # int8 products per instruction over fp32 ones (AVX-512 VNNI: 64 vs 16 per 512 bits)
+LINEAR_KERNELS = ("mkldnn::_linear_pointwise", "aten::addmm", "aten::mm", "aten::linear")  # a Linear's matrix product
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
@@ -538,6 +540,12 @@ class Int8Report:
     int8_rates: list[float]
     bf16_accuracy: float = float("nan")  # the fast path under bf16 autocast
     bf16_rates: list[float] = field(default_factory=list)
+    linear_share: float = float("nan")  # fraction of the fp32 fast path's time in its Linear layers
+
+    def bound(self, linear_speedup: float = float("inf")) -> float:
+        """The whole model's speed-up if only its Linear layers ran `linear_speedup` times faster
+        (Amdahl's law on `linear_share`): what int8 Linear layers can give at most."""
+        return 1 / (1 - self.linear_share + self.linear_share / linear_speedup)
 
     @property
     def points_lost(self) -> float:
@@ -571,6 +579,11 @@ class Int8Report:
         if self.bf16_rates:
             lines.append(row("bf16 autocast fast", self.bf16_accuracy, self.bf16_rates))
         lines += ["", f"int8 loses {self.points_lost:.2f} points and runs {self.speedup:.2f}x the fp32 fast path"]
+        if self.linear_share == self.linear_share:
+            lines[-1:-1] = [f"The fp32 fast path spends {100 * self.linear_share:.0f}% of its time in Linear layers "
+                            f"(torch.profiler), the only part int8 changes: Linear layers {INT8_PEAK_GAIN:.0f}x faster "
+                            f"would make the model {self.bound(INT8_PEAK_GAIN):.2f}x faster, infinitely fast ones "
+                            f"{self.bound():.2f}x", ""]
         if self.bf16_rates:
             lines[-1] += f"; bf16 loses {self.bf16_points_lost:.2f} points and runs {self._speedup(self.bf16_rates)[1]:.2f}x"
         return "\n".join(lines)
@@ -581,6 +594,18 @@ class Int8Report:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Int8Report":
         return cls(**d)
+
+
+def linear_share(model: nn.Module, x: torch.Tensor, calls: int = 3) -> float:
+    """The fraction of `model(x)`'s CPU time spent in Linear layers' matrix products
+    (`LINEAR_KERNELS`), from torch.profiler's self times over `calls` calls without grad."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            model(x)
+    times = {event.key: event.self_cpu_time_total for event in prof.key_averages()}
+    return sum(times.get(name, 0.0) for name in LINEAR_KERNELS) / sum(times.values())
 
 
 def int8_report(model_dir: str | Path | None = None, source: str = "full", batch: int = 256,
@@ -618,7 +643,7 @@ def int8_report(model_dir: str | Path | None = None, source: str = "full", batch
             for name in order[r % len(order):] + order[:r % len(order)]:
                 rates[name].append(batch / time_per_call(lambda: paths[name](sample), min_seconds))
     return Int8Report(Path(model_dir).name, len(labels), accuracy["fp32"], accuracy["int8"], batch, rounds,
-                      rates["fp32"], rates["int8"], accuracy["bf16"], rates["bf16"])
+                      rates["fp32"], rates["int8"], accuracy["bf16"], rates["bf16"], linear_share(fp32, sample))
 
 
 def targets(results: list[Result], report: Int8Report | None = None) -> list[str]:
@@ -657,6 +682,9 @@ def targets(results: list[Result], report: Int8Report | None = None) -> list[str
         lines.append(f"{report.model}: int8 {report.speedup:.2f}x the fp32 fast path, {report.points_lost:.2f} points "
                      f"lost on {report.images} test images (targets {TARGET_INT8_SPEEDUP:.1f}x, at most "
                      f"{TARGET_INT8_POINTS:.1f} points): {verdict(ok)}")
+        if not ok and report.bound(INT8_PEAK_GAIN) < TARGET_INT8_SPEEDUP:
+            lines[-1] += (f"; out of int8 Linear layers' reach: {report.bound(INT8_PEAK_GAIN):.2f}x at most with "
+                          f"{INT8_PEAK_GAIN}x faster ones ({100 * report.linear_share:.0f}% of the time is in them)")
     return lines
 
 

@@ -188,6 +188,19 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe,
                          num_training_steps=total_steps)
 
 
+def lr_per_step(recipe: Recipe, total_steps: int) -> list[float]:
+    """The learning rate `make_scheduler` gives at each of `total_steps` steps (a group whose
+    own rate is `recipe.lr`), read off a one-parameter optimizer stepped that many times."""
+    optimizer = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=recipe.lr)
+    scheduler = make_scheduler(optimizer, recipe, total_steps)
+    rates = []
+    for _ in range(total_steps):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
 @dataclass
 class Run:
     """What `run_recipe` returns: the test accuracy, the training history and the model."""
