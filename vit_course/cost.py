@@ -13,7 +13,7 @@ tokens of width D, MLP width I and L layers:
 `vit_flops_breakdown` gives the same sum term by term. Works with `vit_course.ViTConfig`
 and `transformers.ViTConfig` alike.
 
-Used by notebooks 01, 03, 06 and 08.
+Used by notebooks 01, 03, 06, 08 and 09.
 """
 
 from __future__ import annotations

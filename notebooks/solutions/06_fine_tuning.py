@@ -543,30 +543,18 @@ for layer_id, group in enumerate(groups):
 #
 # In a `Recipe` that is `schedule="cosine"` with a `warmup_ratio`; `finetune.make_scheduler`
 # passes them to `transformers.get_scheduler`, whose scheduler multiplies each group's own
-# learning rate, so it combines with LLRD. Read off a dummy optimizer, step by step:
+# learning rate, so it combines with LLRD. `finetune.lr_per_step` reads the rate off a
+# one-parameter optimizer, step by step:
 
 # %%
 WARMUP = dataclasses.replace(FULL, name="warmup + cosine", schedule="cosine", warmup_ratio=0.125)
-
-
-def lr_per_step(recipe, total):
-    optimizer = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=recipe.lr)
-    scheduler = finetune.make_scheduler(optimizer, recipe, total)
-    lrs = []
-    for _ in range(total):
-        lrs.append(scheduler.get_last_lr()[0])
-        optimizer.step()
-        scheduler.step()
-    return lrs
-
-
-ours = lr_per_step(WARMUP, STEPS)
+ours = finetune.lr_per_step(WARMUP, STEPS)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
 axes[0].plot(ours, ".-", label=WARMUP.name)
-axes[0].plot(lr_per_step(FULL, STEPS), "--", label="constant (FULL)")
+axes[0].plot(finetune.lr_per_step(FULL, STEPS), "--", label="constant (FULL)")
 axes[0].set(title=f"our runs: {STEPS} steps, warmup {WARMUP.warmup_steps(STEPS)}", xlabel="step", ylabel="learning rate")
 axes[0].legend(fontsize=8)
-axes[1].plot(lr_per_step(dataclasses.replace(WARMUP, warmup_ratio=0.05), 10_000))
+axes[1].plot(finetune.lr_per_step(dataclasses.replace(WARMUP, warmup_ratio=0.05), 10_000))
 axes[1].set(title="a typical run: 10,000 steps, warmup 5%", xlabel="step")
 fig.tight_layout()
 plt.show()

@@ -101,7 +101,10 @@ def accuracy(model, images, labels, channels):
     return evaluate(model, make_loader(images, labels, batch_size=500, channels=channels))
 
 
-test_accuracy = {name: accuracy(model, test_images, test_labels, CHANNELS[name]) for name, model in models.items()}
+test_accuracy = {name: accuracy(model, test_images, test_labels, CHANNELS[name])
+                 for name, model in tqdm(models.items(), desc="test subset")}
+
+# %%
 parameters = {name: cost.count_parameters(model) for name, model in models.items()}
 for name in models:
     print(f"{name}: {parameters[name]:>9,} parameters | test accuracy {100 * test_accuracy[name]:.1f}% "

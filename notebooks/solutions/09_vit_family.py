@@ -44,7 +44,7 @@ import matplotlib.pyplot as plt
 import torch
 import transformers
 
-from vit_course import VisionTransformer, swin, variants
+from vit_course import VisionTransformer, cost, swin, variants
 from vit_course.checks import use_or_reference
 from vit_course.checks.swin import check_shifted_window_mask, check_window_partition
 from vit_course.deit import DeiT, hard_distillation_loss
@@ -106,7 +106,7 @@ config_l = variants.VARIANTS["ViT-L/16"][1]
 with torch.device("meta"):
     hf_l = transformers.ViTForImageClassification(config_l.to_hf())
 head_1k = hf_l.classifier.weight.numel() + hf_l.classifier.bias.numel()
-backbone = sum(p.numel() for p in hf_l.parameters()) - head_1k
+backbone = cost.count_parameters(hf_l) - head_1k
 D = config_l.hidden_size
 print(f"ViT-L/16 backbone: {backbone / 1e6:.2f}M | with a 1000-class head: {(backbone + head_1k) / 1e6:.2f}M"
       f" | with a 21843-class head: {(backbone + 21843 * D + 21843) / 1e6:.2f}M | quoted: 307M")
@@ -362,7 +362,7 @@ for name, model in tqdm(shipped.items(), total=len(shipped), desc="test subset")
     with torch.no_grad():
         subset_acc = (model(x).argmax(-1) == subset_labels).float().mean().item()
     m = json.loads((DATA_DIR / "models" / folders[name] / "metrics.json").read_text())
-    rows[name] = (sum(p.numel() for p in model.parameters()), counter.get_total_flops() / 1e6, m, subset_acc)
+    rows[name] = (cost.count_parameters(model), counter.get_total_flops() / 1e6, m, subset_acc)
 
 # %%
 print(f"{'model':6s} {'parameters':>10s} {'MFLOPs':>8s} {'train images':>12s} {'train min':>9s} "
