@@ -277,3 +277,44 @@ def test_an_intact_copy_of_each_model_folder_loads(tmp_path, name):
 
     shutil.copytree(DATA_DIR / "models" / name, tmp_path / name)
     assert not _loaders()[name](tmp_path / name).training
+
+
+def _resaved_copy(name, dst, layout):
+    """The shipped model folder `name` written again as a sharded save (two safetensors files
+    and their index) or as a legacy `pytorch_model.bin`; returns (folder, a weights file)."""
+    from safetensors.torch import load_file, save_file
+
+    from vit_course.paths import DATA_DIR
+
+    src = DATA_DIR / "models" / name
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("model.safetensors"))
+    tensors = load_file(src / "model.safetensors")
+    if layout == "bin":
+        torch.save(tensors, dst / "pytorch_model.bin")
+        return dst, dst / "pytorch_model.bin"
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    for file, keys in shards.items():
+        save_file({k: tensors[k] for k in keys}, dst / file, metadata={"format": "pt"})
+    weight_map = {k: file for file, keys in shards.items() for k in keys}
+    (dst / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return dst, dst / "model-00002-of-00002.safetensors"
+
+
+@pytest.mark.parametrize("layout", ["sharded", "bin"])
+@pytest.mark.parametrize("name", ["vit-tiny-fashion", "mae-tiny-fashion", "swin-tiny-fashion"])
+def test_sharded_and_legacy_folders_load_and_their_nan_weights_are_named(tmp_path, name, layout):
+    from safetensors.torch import load_file, save_file
+
+    from vit_course.paths import DATA_DIR
+
+    folder, weights = _resaved_copy(name, tmp_path / name, layout)
+    loaded, shipped = (_loaders()[name](f).state_dict() for f in (folder, DATA_DIR / "models" / name))
+    assert loaded.keys() == shipped.keys() and all(torch.equal(loaded[k], shipped[k]) for k in shipped)
+    tensors = torch.load(weights, weights_only=True) if layout == "bin" else load_file(weights)
+    key = next(k for k, t in tensors.items() if t.is_floating_point())
+    tensors[key] = torch.full_like(tensors[key], float("nan"))
+    torch.save(tensors, weights) if layout == "bin" else save_file(tensors, weights, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=rf"{weights} holds non-finite \(NaN or inf\) weights in \[.{key}"):
+        _loaders()[name](folder)

@@ -14,7 +14,6 @@ Used by notebooks 03 and 04.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +22,7 @@ import torch
 
 from .attention import split_qkv_state_dict
 from .config import ViTConfig
-from .paths import check_model_folder, read_safetensors
+from .paths import check_model_folder, read_json, read_safetensors, read_torch_weights
 from .state_dict import check_state_dict, renamed_state_dict
 
 if TYPE_CHECKING:
@@ -120,16 +119,17 @@ def read_checkpoint(directory: str | Path) -> dict:
     directory = Path(directory)
     single, index = directory / "model.safetensors", directory / "model.safetensors.index.json"
     legacy = directory / "pytorch_model.bin"
+    fix = f"write {directory} again with save_pretrained (a shipped model: `git checkout -- data/models`)"
     if single.exists():
-        return read_safetensors(single, f"write {directory} again with save_pretrained "
-                                        "(a shipped model: `git checkout -- data/models`)")
-    if index.exists():
-        from safetensors.torch import load_file
-
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return {k: v for shard in shards for k, v in load_file(directory / shard).items()}
+        return read_safetensors(single, fix)
+    if index.exists():  # sharded: every file the index names, each checked
+        weight_map = read_json(index, fix).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError(f"{index} has no weight_map naming its shards. Fix: {fix}")
+        shards = sorted(set(weight_map.values()))
+        return {k: v for shard in shards for k, v in read_safetensors(directory / shard, fix).items()}
     if legacy.exists():
-        return torch.load(legacy, map_location="cpu", weights_only=True)
+        return read_torch_weights(legacy, fix)
     raise FileNotFoundError(
         f"no weights in {directory}: looked for {single.name}, {index.name} and {legacy.name}"
     )

@@ -324,6 +324,29 @@ def read_safetensors(path: str | os.PathLike, fix: str) -> dict:
         tensors = load_file(path)
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise ValueError(f"{path} is not a readable safetensors file ({err}). Fix: {fix}") from err
+    return _finite(tensors, path, fix)
+
+
+def read_torch_weights(path: str | os.PathLike, fix: str) -> dict:
+    """The tensors in a `torch.save`d state dict (`pytorch_model.bin`), loaded without running
+    pickled code (`weights_only=True`) and checked as `read_safetensors` checks its file."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    _require_file(path, fix)
+    try:
+        tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, OSError, RuntimeError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable PyTorch weights file ({err}). Fix: {fix}") from err
+    if not isinstance(tensors, dict):
+        raise ValueError(f"{path} holds a {type(tensors).__name__}, not a state dict of tensors. Fix: {fix}")
+    return _finite(tensors, path, fix)
+
+
+def _finite(tensors: dict, path: Path, fix: str) -> dict:
+    """`tensors`, or a ValueError naming `path`, `fix` and the first weights that are NaN or inf."""
     bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(t.isfinite().all())]
     if bad:
         raise ValueError(f"{path} holds non-finite (NaN or inf) weights in {bad[:5]}. Fix: {fix}")
@@ -334,7 +357,8 @@ def check_model_folder(folder: str | os.PathLike, fix: str | None = None, weight
     """Check a `save_pretrained` folder before transformers reads it (a hub id: nothing to check).
 
     Its shipped files as recorded in data/MANIFEST.json, `config.json` parsed and, with
-    `weights`, `model.safetensors` readable and finite. Anything else is a ValueError
+    `weights`, every weights file readable and finite: `model.safetensors`, the shards of a
+    sharded save, a legacy `pytorch_model.bin`. Anything else is a ValueError
     (FileNotFoundError for a missing config) naming the file and `fix` (default: write the
     folder again, or restore a shipped one), instead of the library's message without a path.
     """
@@ -347,8 +371,11 @@ def check_model_folder(folder: str | os.PathLike, fix: str | None = None, weight
         if _under_data(folder):
             fix = f"restore the shipped model: {restore_command(folder)}"
     read_json(folder / "config.json", fix)
-    if weights and (folder / "model.safetensors").exists():
-        read_safetensors(folder / "model.safetensors", fix)
+    if weights:
+        for path in sorted(folder.glob("*.safetensors")):
+            read_safetensors(path, fix)
+        for path in sorted(folder.glob("pytorch_model*.bin")):
+            read_torch_weights(path, fix)
 
 
 def _umask() -> int:
