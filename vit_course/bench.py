@@ -543,9 +543,8 @@ class Int8Report:
     linear_share: float = float("nan")  # fraction of the fp32 fast path's time in its Linear layers
 
     def bound(self, linear_speedup: float = float("inf")) -> float:
-        """The whole model's speed-up if only its Linear layers ran `linear_speedup` times faster
-        (Amdahl's law on `linear_share`): what int8 Linear layers can give at most."""
-        return 1 / (1 - self.linear_share + self.linear_share / linear_speedup)
+        """What int8 Linear layers `linear_speedup` times faster can give at most (`amdahl`)."""
+        return amdahl(self.linear_share, linear_speedup)
 
     @property
     def points_lost(self) -> float:
@@ -594,6 +593,12 @@ class Int8Report:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Int8Report":
         return cls(**d)
+
+
+def amdahl(share: float, part_speedup: float = float("inf")) -> float:
+    """Amdahl's law: the whole's speed-up when a part taking `share` of the time runs
+    `part_speedup` times faster and the rest as before."""
+    return 1 / (1 - share + share / part_speedup)
 
 
 def linear_share(model: nn.Module, x: torch.Tensor, calls: int = 3) -> float:

@@ -620,7 +620,7 @@ import statistics
 
 from torch.profiler import ProfilerActivity, profile
 
-from vit_course.bench import PeakMemory, quantize_int8, time_per_call
+from vit_course.bench import INT8_PEAK_GAIN, PeakMemory, amdahl, linear_share, quantize_int8, time_per_call
 
 vit_fast = VisionTransformer.from_hf(vit_dir, attn_implementation="fast")
 vit_int8 = quantize_int8(vit_fast)
@@ -734,6 +734,9 @@ for name in ("teaching (eager)", "fast"):
     products = sum(e.self_cpu_time_total for e in events if e.key in MATRIX_PRODUCTS)
     print(f"{name}: {100 * products / total:.0f}% of the time in matrix products and fused attention")
     print(events.table(sort_by="self_cpu_time_total", row_limit=6, max_name_column_width=40))
+share = linear_share(vit_fast, x)  # int8 changes the Linear layers only
+print(f"fast: {100 * share:.0f}% of the time in Linear layers. If int8 made them {INT8_PEAK_GAIN}x faster, "
+      f"the model would run {amdahl(share, INT8_PEAK_GAIN):.2f}x faster; if infinitely fast, {amdahl(share):.2f}x")
 
 # %% [markdown]
 # What the cells above show on your machine: the fast path gives the same logits as the
@@ -741,7 +744,13 @@ for name in ("teaching (eager)", "fast"):
 # percentage), because it has fewer small operators around them; the memory the teaching path
 # needs for attention follows the $hN^2$ line, the fused kernel's stays far below it; int8
 # changes the accuracy by the points printed, and its speed-up is the last line of the timing
-# table.
+# table. Compare that speed-up with the bound printed under the profile. This is *Amdahl's
+# law*: if the part int8 speeds up takes a share $s$ of the time and runs $k$ times faster,
+# the whole model runs $1 / (1 - s + s/k)$ times faster. So a model that spends most of its
+# time outside its Linear layers gains little from int8, however fast the int8 kernels are.
+# This small ViT spends much of its time in attention over 50 tokens, LayerNorms and
+# additions. The README's table shows int8 at about twice the fp32 fast path on ViT-S/16 and
+# ViT-B/16: by the same law, their Linear layers take a larger share of the time.
 #
 # For bigger models, `python scripts/bench.py` (or `vit-course bench`) runs the same
 # side-by-side comparison for ViT-S/16 and ViT-B/16 against transformers (eager and SDPA
