@@ -125,12 +125,34 @@ def test_resume_after_a_finished_run_trains_only_the_new_epochs(tmp_path):
     assert more.losses[:first.steps] == first.losses and more.steps == 3 * first.steps
 
 
+def _default_signals():
+    """SIGINT and SIGTERM as a terminal's program gets them. A shell without job control
+    starts background commands (`make test &`, nohup) with SIGINT ignored, which their
+    children inherit, and `fit` rightly leaves an ignored signal ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.fixture(autouse=True)
+def default_signal_handlers():
+    """This process's handlers as Python installs them from `_default_signals`' dispositions,
+    for the test, then whatever they were."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+
+
 def _child(checkpoint, how, step, **kwargs):
-    """`tests/_tiny_run.py` in a new process, with this checkout's package first on its path."""
+    """`tests/_tiny_run.py` in a new process, with this checkout's package first on its path
+    and the default signal dispositions."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(train.__file__).parents[1]),
                                                        os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen([sys.executable, str(Path(__file__).parent / "_tiny_run.py"), str(checkpoint), how,
-                             str(step)], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+                             str(step)], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_default_signals, **kwargs)
 
 
 def _assert_same_run(model, history, reference_model, reference):
