@@ -149,6 +149,11 @@ def machine(device: torch.device | str = "cpu") -> dict[str, Any]:
     }
 
 
+def round_order(items: list, r: int) -> list:
+    """The order of round `r` (from 0): `items` started `r` places later, wrapping around."""
+    return items[r % len(items):] + items[:r % len(items)]
+
+
 def time_per_call(fn: Callable[[], object], min_seconds: float = 0.2, device: torch.device | None = None) -> float:
     """Seconds per call of `fn`: calls it until `min_seconds` have passed (at least once)."""
     sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
@@ -509,7 +514,7 @@ def run(model: str = "vit_s16", batch: int | None = None, rounds: int = 5, min_s
     peaks = []
     for r in range(rounds):
         peaks.append(matmul_gflops(device=dev, min_seconds=min_seconds / 4))
-        for c in cands[r % len(cands):] + cands[:r % len(cands)]:  # each round starts one candidate later
+        for c in round_order(cands, r):
             c.eval_rates.append(batch / time_per_call(c.eval_fn, min_seconds, dev))
             if train and c.train_fn is not None:
                 c.train_rates.append(batch / time_per_call(c.train_fn, min_seconds, dev))
@@ -639,13 +644,12 @@ def int8_report(model_dir: str | Path | None = None, source: str = "full", batch
             accuracy[name] = (preds == labels).float().mean().item()
     sample = x[:batch]
     rates = {name: [] for name in paths}
-    order = list(paths)
     _keep_freed_memory()  # as in `run`
     with torch.no_grad():
         for model in paths.values():
             model(sample)  # warm up
         for r in range(rounds):
-            for name in order[r % len(order):] + order[:r % len(order)]:
+            for name in round_order(list(paths), r):
                 rates[name].append(batch / time_per_call(lambda: paths[name](sample), min_seconds))
     return Int8Report(Path(model_dir).name, len(labels), accuracy["fp32"], accuracy["int8"], batch, rounds,
                       rates["fp32"], rates["int8"], accuracy["bf16"], rates["bf16"], linear_share(fp32, sample))
